@@ -1,0 +1,171 @@
+# wsechod - pre-fork RFC 6455 echo server.  One Makefile for everything:
+#   make            build build/wsechod (and the tools)
+#   make test       install missing Debian packages, build, run unit + integration tests
+#   make test SAN=1 the same with ASan + UBSan (any report fails the run)
+#   make fuzz FUZZ_SECONDS=N   run each libFuzzer target for N seconds
+#   make run        deps, build, then wsechod in the foreground on its defaults
+#   make install / uninstall (PREFIX, DESTDIR)
+# V=1 shows the commands.
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+DESTDIR ?=
+SAN     ?= 0
+V       ?= 0
+FUZZ_SECONDS ?= 60
+
+ifeq ($(SAN),1)
+BUILD   := build/san
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else
+BUILD   := build
+SANFLAGS :=
+endif
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(WARN) $(SANFLAGS) -Iinclude -MMD -MP -D_GNU_SOURCE
+LDFLAGS ?=
+ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# Layer 0: the pure protocol core (libc, libcrypto, libb64 only).
+CORE    := common utf8 frame msg http handshake
+# Layer 1: infrastructure without libev.
+INFRA   := log config net chan stats
+# Layer 2: on libev.
+SERVER  := conn timer worker master stats_cli
+
+# Modules appear as their files do, so the tree builds at every step.
+have     = $(patsubst src/%.c,%,$(wildcard $(patsubst %,src/%.c,$(1))))
+LIB_MODS := $(call have,$(CORE) $(INFRA))
+SRV_MODS := $(call have,$(SERVER))
+LIB_OBJ  := $(patsubst %,$(BUILD)/src/%.o,$(LIB_MODS))
+SRV_OBJ  := $(patsubst %,$(BUILD)/src/%.o,$(SRV_MODS))
+LIB      := $(BUILD)/libwse.a
+
+LIBS_CORE   := -lcrypto -lb64
+LIBS_SERVER := -lev $(LIBS_CORE)
+CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+BENCH_SRC := $(wildcard bench/micro_*.c)
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+WSECHOD := $(if $(wildcard src/main.c),$(BUILD)/wsechod)
+
+.PHONY: all test unit integration fuzz run install uninstall clean deps layercheck bench-micro
+.DEFAULT_GOAL := all
+.SECONDARY:
+
+all: layercheck $(WSECHOD) $(UNIT_BIN) $(BENCH_BIN)
+
+deps:
+	@sh scripts/deps.sh build test
+
+$(BUILD)/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%.o: tests/unit/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/bench/%.o: bench/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/wsechod: $(BUILD)/src/main.o $(SRV_OBJ) $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_SERVER)
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS_CORE)
+
+$(BUILD)/bench/micro_%: $(BUILD)/bench/micro_%.o $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_CORE)
+
+# A layer-0 file may not reach for sockets, libev or the log (ARCHITECTURE.md).
+layercheck:
+	@bad=$$(grep -lE '#include *[<"](ev\.h|sys/socket\.h|log\.h|ev\+\+\.h)' \
+	    $(wildcard $(patsubst %,src/%.c,$(CORE)) $(patsubst %,include/%.h,$(CORE))) 2>/dev/null); \
+	if [ -n "$$bad" ]; then echo "layer 0 must not include sockets, libev or log: $$bad" >&2; exit 1; fi
+
+# Unit suites: each prints Check's summary; the run fails if any suite fails.
+unit: $(UNIT_BIN)
+	@fail=0; for t in $(UNIT_BIN); do \
+	    echo "== $$t"; \
+	    CK_DEFAULT_TIMEOUT=30 $$t || fail=1; \
+	done; \
+	if [ $$fail -ne 0 ]; then echo "unit tests FAILED" >&2; exit 1; fi
+
+integration: $(WSECHOD)
+	@if [ -n "$(WSECHOD)" ] && [ -x tests/integration/run.sh ]; then \
+	    WSECHOD=$(BUILD)/wsechod SAN=$(SAN) tests/integration/run.sh; \
+	fi
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+run: deps
+	@$(MAKE) --no-print-directory $(BUILD)/wsechod
+	$(BUILD)/wsechod
+
+bench-micro: $(BENCH_BIN)
+	@for b in $(BENCH_BIN); do $$b; done
+
+# libFuzzer targets: clang, separate objects (different instrumentation).
+FUZZ_CC     ?= clang
+FUZZ_FLAGS  := -std=gnu11 -g -O1 -Iinclude -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+               -fno-sanitize-recover=all
+FUZZ_CORE   := $(patsubst %,src/%.c,$(call have,$(CORE)))
+FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_CORE)
+	@sh scripts/deps.sh fuzz
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZ    $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(LIBS_CORE)
+
+# Each target runs FUZZ_SECONDS on a scratch copy of its seed corpus, so new
+# inputs never dirty the tree; a finding is written to build/fuzz/ and fails.
+fuzz: $(FUZZ_BIN)
+	@for f in $(FUZZ_BIN); do \
+	    n=$${f#build/fuzz/fuzz_}; work=build/fuzz/corpus-$$n; mkdir -p $$work; \
+	    cp -n tests/fuzz/corpus/$$n/* $$work/ 2>/dev/null || true; \
+	    echo "== $$f for $(FUZZ_SECONDS)s"; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=build/fuzz/$$n- $$work || exit 1; \
+	done
+
+install: $(BUILD)/wsechod
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 755 $(BUILD)/wsechod $(DESTDIR)$(PREFIX)/bin/wsechod
+	if [ -f man/wsechod.8 ]; then install -m 644 man/wsechod.8 $(DESTDIR)$(PREFIX)/share/man/man8/; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/wsechod $(DESTDIR)$(PREFIX)/share/man/man8/wsechod.8
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

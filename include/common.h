@@ -1,0 +1,42 @@
+/*
+ * common.h - return codes and small macros shared by every wsechod module.
+ *
+ * Return-code convention (nginx's NGX_OK / NGX_AGAIN / NGX_ERROR, made
+ * explicit): every incremental function of the protocol core returns one of
+ *
+ *   WSE_OK     the step finished; its results are in the caller's struct.
+ *   WSE_AGAIN  the input ended before the step could finish.  Nothing after
+ *              the reported "used" count was consumed: call again with the
+ *              same unconsumed bytes followed by more input.
+ *   WSE_FAIL   the peer broke the protocol.  The struct names the answer the
+ *              RFC asks for (an HTTP status or a WebSocket close code); the
+ *              caller sends it and stops feeding this peer.
+ *
+ * The core never closes, logs or allocates: codes flow up, decisions are
+ * made above (see ARCHITECTURE.md).
+ */
+#ifndef WSE_COMMON_H
+#define WSE_COMMON_H
+
+#include <stddef.h>
+
+enum wse_rc {
+    WSE_OK = 0,
+    WSE_AGAIN = -1,
+    WSE_FAIL = -2,
+};
+
+#define countof(a) (sizeof(a) / sizeof((a)[0]))
+
+#define container_of(ptr, type, member) \
+    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#define WSE_UNUSED __attribute__((unused))
+
+/* Strings compare equal ignoring ASCII case; n bytes of each. */
+int wse_ascii_casecmp(const char *a, const char *b, size_t n);
+
+#endif

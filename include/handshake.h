@@ -1,0 +1,45 @@
+/*
+ * handshake.h - the RFC 6455 opening handshake, decided from a parsed
+ * request (http.h): validation, Sec-WebSocket-Accept, and the 101 response.
+ */
+#ifndef WSE_HANDSHAKE_H
+#define WSE_HANDSHAKE_H
+
+#include <stddef.h>
+
+#include "http.h"
+
+#define WSE_ACCEPT_LEN 28   /* base64 of a 20-byte SHA-1, without newline */
+
+/*
+ * Is req (parsed from buf) a valid WebSocket upgrade?  Returns 0 if so, else
+ * the HTTP status to answer with, checked in this order:
+ *   405  method is not GET
+ *   400  HTTP version below 1.1, Host missing or repeated, Upgrade without
+ *        the token "websocket", Connection without the token "upgrade",
+ *        Sec-WebSocket-Key missing, repeated, or not the canonical base64 of
+ *        exactly 16 bytes
+ *   426  Sec-WebSocket-Version missing or not 13 (answer with the header
+ *        "Sec-WebSocket-Version: 13", see WSE_HANDSHAKE_426_HEADERS)
+ * The path is not looked at: routing is the caller's.
+ */
+int wse_handshake_check(const struct wse_http_req *req, const char *buf);
+
+#define WSE_HANDSHAKE_426_HEADERS "Sec-WebSocket-Version: 13\r\n"
+
+/*
+ * Computes base64(SHA-1(key || "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")) into
+ * out[0..28) and NUL-terminates it (out must hold 29 bytes).
+ */
+void wse_handshake_accept(const char *key, size_t key_len, char out[WSE_ACCEPT_LEN + 1]);
+
+/*
+ * Writes the 101 Switching Protocols response for key into out.  protocol
+ * (may be NULL) is echoed as Sec-WebSocket-Protocol when the server chose
+ * one.  Returns the length, or 0 if cap is too small (256 bytes always fit
+ * when protocol is NULL).
+ */
+size_t wse_handshake_response(char *out, size_t cap, const char *key, size_t key_len,
+                              const char *protocol, size_t protocol_len);
+
+#endif

@@ -1,0 +1,77 @@
+/*
+ * msg.h - message rules over the frame layer, as one resumable parser that
+ * walks a client byte stream and hands out events (wslay's split: frame.h is
+ * the wire, this is fragmentation, control frames, UTF-8 and limits).
+ *
+ * Streaming design: the parser never buffers a data payload.  Each call
+ * returns the next piece of a data message as it lies in the caller's buffer
+ * (unmasked in place, UTF-8 already checked for text), so a server can echo
+ * every piece at once as a frame of its own and no message is ever held
+ * whole.  A frame header, and a whole control frame (at most 131 bytes), are
+ * only consumed once complete: on WSE_AGAIN the caller keeps the unconsumed
+ * tail and presents it again, followed by more bytes.
+ *
+ * Per connection the state is a few dozen bytes (struct wse_parser).
+ */
+#ifndef WSE_MSG_H
+#define WSE_MSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frame.h"
+#include "utf8.h"
+
+struct wse_parser {
+    uint64_t remaining;     /* payload bytes of the current data frame not yet seen */
+    uint64_t msg_size;      /* payload bytes of the open message so far */
+    uint64_t max_msg;       /* limit on a message's size (1009 over it) */
+    struct wse_utf8 utf8;   /* running validation of an open text message */
+    uint8_t mask[4];        /* current data frame's mask ... */
+    uint8_t mask_pos;       /* ... and where in it the next byte is */
+    uint8_t in_frame;       /* 1 while a data frame's payload is coming */
+    uint8_t frame_fin;      /* FIN of the current data frame */
+    uint8_t msg_opcode;     /* TEXT or BINARY while a message is open, else 0 */
+    uint8_t piece_sent;     /* a piece of the open message was handed out */
+    uint8_t rsv_allowed;    /* RSV bits an extension allows (0: none) */
+};
+
+enum wse_event_kind {
+    WSE_EV_DATA = 1,    /* a piece of a text/binary message */
+    WSE_EV_PING,        /* a complete ping; payload in data/len */
+    WSE_EV_PONG,        /* a complete pong */
+    WSE_EV_CLOSE,       /* a valid close frame; code (1005 if none), reason in data+2 */
+};
+
+struct wse_event {
+    uint8_t kind;       /* enum wse_event_kind */
+    uint8_t opcode;     /* DATA: the message's opcode (TEXT or BINARY) */
+    bool first;         /* DATA: first piece of its message */
+    bool last;          /* DATA: last piece of its message (FIN frame fully seen) */
+    uint16_t code;      /* CLOSE: received code; on WSE_FAIL: the close code to send */
+    uint8_t *data;      /* payload piece, unmasked, inside the caller's buffer */
+    size_t len;
+};
+
+/* max_msg: largest message payload accepted; rsv_allowed: 0 without extensions. */
+void wse_parser_init(struct wse_parser *ps, uint64_t max_msg, unsigned rsv_allowed);
+
+/*
+ * Parses buf[0..len) (which it may modify: payloads are unmasked in place)
+ * up to the next event.  *used is always set to the bytes consumed.
+ *   WSE_OK     *ev is an event; call again with buf + *used.
+ *   WSE_AGAIN  no more events in these bytes.  buf[*used..len) is an
+ *              incomplete frame header or control frame: present it again,
+ *              followed by more input.
+ *   WSE_FAIL   ev->code is the close code to fail the connection with
+ *              (1002 protocol, 1007 invalid UTF-8, 1009 too big).  Events
+ *              returned before still stand: frames are handled in order.
+ * Zero-length data frames yield a DATA event with len 0, so empty messages
+ * and empty final fragments are seen; a non-empty frame whose payload has
+ * not started yet yields nothing.
+ */
+int wse_parse(struct wse_parser *ps, uint8_t *buf, size_t len, size_t *used,
+              struct wse_event *ev);
+
+#endif
