@@ -1,0 +1,46 @@
+/*
+ * conn.h - WebSocket connections of one worker.
+ *
+ * A connection is driven by libev (one ev_io) and feeds its bytes to the
+ * protocol core: http -> handshake -> msg (frames, UTF-8, limits).  It turns
+ * what the core decides into actions: echo, pong, close, log.  It is the
+ * only module that calls both libev and the core (ARCHITECTURE.md).
+ *
+ * Memory follows activity: the worker has one read buffer shared by all its
+ * connections; a connection allocates only while it holds a half-received
+ * handshake, a partial frame header or control frame (<= 131 bytes), or
+ * output the peer has not taken yet.  An idle open connection is its struct.
+ */
+#ifndef WSE_CONN_H
+#define WSE_CONN_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include <ev.h>
+
+#include "config.h"
+
+/* Sets up the worker-wide state (read buffer, timeout lists). 0 or -1. */
+int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg, int worker_id);
+
+/* Takes over an accepted, non-blocking socket. */
+void wse_conn_accepted(int fd, const struct sockaddr_storage *peer);
+
+/* Open connections (any state). */
+unsigned wse_conn_count(void);
+
+/* /healthz answers 503 from now on. */
+void wse_conn_set_draining(void);
+
+/*
+ * Starts closing every connection: open ones get a close frame with code and
+ * are dropped after the close timeout at most; half-done handshakes are
+ * dropped at once.
+ */
+void wse_conn_close_all(uint16_t code, const char *reason);
+
+/* Size of struct conn, for the memory figures in logs and docs. */
+size_t wse_conn_struct_size(void);
+
+#endif

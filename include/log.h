@@ -1,0 +1,41 @@
+/*
+ * log.h - levelled log lines, one write(2) per line, to stderr or a file.
+ *
+ * Line format (ISO-8601 UTC time, level, who, message):
+ *   2026-11-26T00:41:09.123Z info  [worker 1 pid 4242] 127.0.0.1:51234 open /websocket
+ * Failed system calls are named with their errno text by wse_log_errno().
+ * The file is opened O_APPEND, so several processes can share it; SIGUSR1
+ * makes the master (and through it, the workers) reopen it for logrotate.
+ */
+#ifndef WSE_LOG_H
+#define WSE_LOG_H
+
+#include "config.h"
+
+extern enum wse_log_level wse_log_max;   /* lines above this level are skipped */
+
+/* Opens path ("" = stderr).  Returns 0, or -1 with errno set. */
+int wse_log_open(const char *path, enum wse_log_level level);
+
+/* Reopens the same path (logrotate).  Returns 0, or -1 and keeps the old fd. */
+int wse_log_reopen(void);
+
+/* Sets the "[...]" part of every line: "master pid 10" or "worker 3 pid 12". */
+void wse_log_identity(int worker, int pid);
+
+void wse_log_line(enum wse_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Appends ": SYSCALL failed: strerror(errno)" to the message. */
+void wse_log_errno(enum wse_log_level level, const char *syscall, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The level test is inline so that a skipped debug line costs no formatting. */
+#define wse_log(level, ...) \
+    do { if ((level) <= wse_log_max) wse_log_line((level), __VA_ARGS__); } while (0)
+#define log_error(...) wse_log(WSE_LOG_ERROR, __VA_ARGS__)
+#define log_warn(...)  wse_log(WSE_LOG_WARN, __VA_ARGS__)
+#define log_info(...)  wse_log(WSE_LOG_INFO, __VA_ARGS__)
+#define log_debug(...) wse_log(WSE_LOG_DEBUG, __VA_ARGS__)
+
+#endif

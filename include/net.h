@@ -1,0 +1,34 @@
+/*
+ * net.h - sockets: listeners, accept, TCP options, address formatting.
+ */
+#ifndef WSE_NET_H
+#define WSE_NET_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "config.h"
+
+#define WSE_ADDR_MAX 64     /* "[ffff:...]:65535" and a NUL */
+
+/*
+ * Opens a non-blocking, close-on-exec TCP listener on l with SO_REUSEADDR
+ * and SO_REUSEPORT (so one socket per worker slot can share the address and
+ * the kernel spreads connections over them), IPV6_V6ONLY for IPv6.
+ * Returns the fd, or -1 with a message naming the failed call in err.
+ */
+int wse_net_listen(const struct wse_listen *l, int backlog, char *err, size_t errlen);
+
+/*
+ * accept4(SOCK_NONBLOCK | SOCK_CLOEXEC) plus TCP_NODELAY on the new socket
+ * (echo replies must not wait for Nagle).  Returns the fd or -1 with errno.
+ */
+int wse_net_accept(int lfd, struct sockaddr_storage *peer);
+
+/* "1.2.3.4:5678" or "[::1]:5678" */
+void wse_net_format(const struct sockaddr_storage *sa, char out[WSE_ADDR_MAX]);
+
+/* Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit. */
+long wse_net_raise_nofile(void);
+
+#endif

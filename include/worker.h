@@ -1,0 +1,33 @@
+/*
+ * worker.h - one worker process: a libev loop over the listening sockets of
+ * its slot, serving connections (conn.h) until the master says stop or
+ * disappears.
+ *
+ * A worker sees the master only through these arguments and the channel
+ * (chan.h): READY when it serves; it obeys STOP, DRAIN and REOPEN; EOF on
+ * the channel means the master is gone, and the worker stops at once.
+ */
+#ifndef WSE_WORKER_H
+#define WSE_WORKER_H
+
+#include <sys/types.h>
+
+#include "config.h"
+
+struct wse_worker_args {
+    int slot;
+    unsigned generation;
+    pid_t master_pid;
+    const struct wse_config *cfg;
+    const int *listen_fds;      /* this slot's listeners, one per address */
+    unsigned nlisten;
+    int chan_fd;
+};
+
+/*
+ * Runs in the freshly forked child, after the master closed what the child
+ * must not keep.  Returns the process exit status.
+ */
+int wse_worker_run(const struct wse_worker_args *args);
+
+#endif

@@ -1,0 +1,893 @@
+/*
+ * conn.c - one WebSocket connection: handshake, echo, ping/pong, close,
+ * backpressure, timeouts.  See conn.h for the memory model.
+ *
+ * The echo path: one read() into the worker's buffer, wse_parse() hands out
+ * each data piece unmasked in place, and each piece goes back as a server
+ * frame whose header is written over the client header's bytes just before
+ * the payload (a server header is always 4 bytes shorter than the client's
+ * for the same length).  Small frames are slid down to make one contiguous
+ * run, large ones become iovecs; the whole batch leaves in one write() or
+ * writev().  No allocation and no copy beyond that slide, per message.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "conn.h"
+#include "frame.h"
+#include "handshake.h"
+#include "http.h"
+#include "log.h"
+#include "msg.h"
+#include "net.h"
+#include "timer.h"
+
+#define RBUF_SIZE   (256 * 1024)    /* one read's worth; large messages stream */
+#define HEADROOM    64              /* room for a server header before a piece at the start */
+#define IOV_CAP     512
+#define SLIDE_MAX   1024            /* frames up to this size are slid into one run */
+#define SCRATCH_CAP (64 * 1024)     /* headers + echo prefixes, close frames */
+#define TAIL_CAP    (WSE_FRAME_HDR_MAX + WSE_CONTROL_MAX)
+#define TOUCH_SLACK 1.0             /* idle timeouts may fire up to 1 s late */
+
+enum conn_state {
+    ST_HANDSHAKE,   /* reading the HTTP request */
+    ST_OPEN,        /* echoing */
+    ST_CLOSING,     /* we sent a close frame; waiting for the peer's */
+    ST_LINGER,      /* done: output flushed then FIN sent; read and drop until EOF */
+};
+
+enum conn_flag {
+    F_READ_PAUSED = 1 << 0,     /* backpressure: output above the high-water mark */
+    F_SHUT_AFTER = 1 << 1,      /* shutdown(SHUT_WR) once output is flushed */
+    F_SHUT_DONE = 1 << 2,
+    F_DEAD = 1 << 3,            /* freed at the end of this loop iteration */
+};
+
+enum timer_kind { TK_NONE, TK_HANDSHAKE, TK_IDLE, TK_PINGED, TK_CLOSE };
+
+struct hs {                     /* a handshake that did not arrive in one read */
+    struct wse_http_req req;
+    uint32_t len;
+    char buf[];                 /* max_header bytes */
+};
+
+struct peer {
+    uint8_t family;
+    uint16_t port;
+    uint8_t addr[16];
+};
+
+struct conn {
+    ev_io io;
+    struct wse_tlink tl;
+    struct wse_parser ps;
+    ev_tstamp last_rx;          /* time of the last byte received */
+    uint8_t *out;               /* unsent output, NULL when there is none */
+    uint32_t out_pos, out_len, out_cap;
+    union {
+        struct hs *hs;          /* ST_HANDSHAKE */
+        uint8_t *tail;          /* otherwise: incomplete header / control frame */
+    };
+    struct conn *next_dead;
+    uint8_t tail_len;
+    uint8_t state;
+    uint8_t flags;
+    uint8_t timer;              /* enum timer_kind: which list tl is on */
+    struct peer peer;
+};
+
+/* Worker-wide state shared by all connections of this process. */
+static struct {
+    struct ev_loop *loop;
+    const struct wse_config *cfg;
+    struct wse_http_limits limits;
+    uint8_t *rbuf;              /* HEADROOM + RBUF_SIZE */
+    struct wse_tlist hs_list, idle_list, pinged_list, close_list;
+    ev_check reaper;
+    struct conn *dead;
+    unsigned nconns;
+    bool draining;
+    /* the output batch of the connection being served */
+    struct iovec iov[IOV_CAP];
+    int niov;
+    bool last_slidable;         /* the last iovec lies in rbuf and may grow by sliding */
+    size_t batch_bytes;
+    uint8_t scratch[SCRATCH_CAP];
+    size_t scratch_used;
+} W;
+
+#define RB (W.rbuf + HEADROOM)
+
+static void conn_free(struct conn *c);
+static void update_events(struct conn *c);
+static void start_close(struct conn *c, uint16_t code, const char *reason);
+static void pinged_expired(struct wse_tlist *list, struct wse_tlink *link);
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static const char *peer_str(const struct conn *c, char out[WSE_ADDR_MAX])
+{
+    struct sockaddr_storage ss;
+
+    memset(&ss, 0, sizeof ss);
+    if (c->peer.family == AF_INET6) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = c->peer.port;
+        memcpy(&a6->sin6_addr, c->peer.addr, 16);
+    } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+        a4->sin_family = AF_INET;
+        a4->sin_port = c->peer.port;
+        memcpy(&a4->sin_addr, c->peer.addr, 4);
+    }
+    wse_net_format(&ss, out);
+    return out;
+}
+
+static void set_peer(struct conn *c, const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)ss;
+        c->peer.family = AF_INET6;
+        c->peer.port = a6->sin6_port;
+        memcpy(c->peer.addr, &a6->sin6_addr, 16);
+    } else {
+        const struct sockaddr_in *a4 = (const struct sockaddr_in *)ss;
+        c->peer.family = AF_INET;
+        c->peer.port = a4->sin_port;
+        memcpy(c->peer.addr, &a4->sin_addr, 4);
+    }
+}
+
+static size_t pending(const struct conn *c)
+{
+    return c->out ? c->out_len - c->out_pos : 0;
+}
+
+static void set_timer(struct conn *c, enum timer_kind kind)
+{
+    static struct wse_tlist *const lists[] = {
+        [TK_HANDSHAKE] = &W.hs_list, [TK_IDLE] = &W.idle_list,
+        [TK_PINGED] = &W.pinged_list, [TK_CLOSE] = &W.close_list,
+    };
+    wse_tlist_del(&c->tl);
+    c->timer = (uint8_t)kind;
+    if (kind != TK_NONE)
+        wse_tlist_add(lists[kind], &c->tl);
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+/* Appends bytes to the connection's own output buffer. */
+static int out_append(struct conn *c, const void *p, size_t n)
+{
+    if (c->out && c->out_pos == c->out_len)
+        c->out_pos = c->out_len = 0;
+    if ((size_t)c->out_len + n > c->out_cap) {
+        /* Slide unsent bytes to the front before growing. */
+        if (c->out_pos) {
+            memmove(c->out, c->out + c->out_pos, c->out_len - c->out_pos);
+            c->out_len -= c->out_pos;
+            c->out_pos = 0;
+        }
+        size_t need = (size_t)c->out_len + n, cap = c->out_cap ? c->out_cap : 4096;
+        while (cap < need)
+            cap *= 2;
+        if (cap > UINT32_MAX)
+            return -1;
+        uint8_t *grown = realloc(c->out, cap);
+        if (!grown)
+            return -1;
+        c->out = grown;
+        c->out_cap = (uint32_t)cap;
+    }
+    memcpy(c->out + c->out_len, p, n);
+    c->out_len += (uint32_t)n;
+    return 0;
+}
+
+static void out_release(struct conn *c)
+{
+    free(c->out);
+    c->out = NULL;
+    c->out_pos = c->out_len = c->out_cap = 0;
+}
+
+static void abort_conn(struct conn *c, const char *why)
+{
+    char addr[WSE_ADDR_MAX];
+    log_info("%s aborted: %s", peer_str(c, addr), why);
+    conn_free(c);
+}
+
+/* Keeps what write() did not take, in order, and watches for writability. */
+static int keep_unsent(struct conn *c, const struct iovec *iov, int niov, size_t skip)
+{
+    for (int i = 0; i < niov; i++) {
+        size_t len = iov[i].iov_len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        if (out_append(c, (uint8_t *)iov[i].iov_base + skip, len - skip) < 0)
+            return -1;
+        skip = 0;
+    }
+    return 0;
+}
+
+static void after_output(struct conn *c)
+{
+    size_t left = pending(c);
+
+    if (left > W.cfg->high_water && !(c->flags & F_READ_PAUSED) && c->state != ST_LINGER) {
+        c->flags |= F_READ_PAUSED;
+        log_debug("backpressure: %zu bytes unsent, reading paused", left);
+    } else if ((c->flags & F_READ_PAUSED) && left <= W.cfg->low_water) {
+        c->flags &= (uint8_t)~F_READ_PAUSED;
+    }
+    if (!left) {
+        out_release(c);
+        if ((c->flags & (F_SHUT_AFTER | F_SHUT_DONE)) == F_SHUT_AFTER) {
+            c->flags |= F_SHUT_DONE;
+            shutdown(c->io.fd, SHUT_WR);
+        }
+    }
+    update_events(c);
+}
+
+/* Sends iov now if nothing is queued before it, else queues it. */
+static void send_iov(struct conn *c, struct iovec *iov, int niov, size_t total)
+{
+    ssize_t n = 0;
+
+    if (!pending(c)) {
+        n = niov == 1 ? write(c->io.fd, iov[0].iov_base, iov[0].iov_len)
+                      : writev(c->io.fd, iov, niov);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EINTR) {
+                abort_conn(c, strerror(errno));
+                return;
+            }
+            n = 0;
+        }
+    }
+    if ((size_t)n < total && keep_unsent(c, iov, niov, (size_t)n) < 0) {
+        abort_conn(c, "out of memory for output");
+        return;
+    }
+    after_output(c);
+}
+
+static void send_bytes(struct conn *c, const void *p, size_t n)
+{
+    struct iovec iov = {.iov_base = (void *)p, .iov_len = n};
+    send_iov(c, &iov, 1, n);
+}
+
+static void batch_reset(void)
+{
+    W.niov = 0;
+    W.batch_bytes = 0;
+    W.scratch_used = 0;
+    W.last_slidable = false;
+}
+
+static void flush(struct conn *c)
+{
+    if (W.niov && !(c->flags & F_DEAD))
+        send_iov(c, W.iov, W.niov, W.batch_bytes);
+    batch_reset();
+}
+
+/*
+ * Adds p[0..n) to the batch.  A region in the read buffer that starts past
+ * the end of the previous one is slid down onto it when small (one
+ * contiguous write beats many iovecs for small frames); the bytes in
+ * between were client headers, already consumed.
+ */
+static void emit(struct conn *c, uint8_t *p, size_t n, bool in_rbuf)
+{
+    struct iovec *last = W.niov ? &W.iov[W.niov - 1] : NULL;
+
+    if (last && (uint8_t *)last->iov_base + last->iov_len == p) {
+        last->iov_len += n;
+    } else if (last && in_rbuf && W.last_slidable && n <= SLIDE_MAX) {
+        memmove((uint8_t *)last->iov_base + last->iov_len, p, n);
+        last->iov_len += n;
+    } else {
+        if (W.niov == IOV_CAP) {
+            struct iovec keep = {p, n};
+            flush(c);
+            if (c->flags & F_DEAD)
+                return;
+            W.iov[W.niov++] = keep;
+            W.batch_bytes = n;
+            W.last_slidable = in_rbuf;
+            return;
+        }
+        W.iov[W.niov].iov_base = p;
+        W.iov[W.niov].iov_len = n;
+        W.niov++;
+        W.last_slidable = in_rbuf;
+    }
+    W.batch_bytes += n;
+}
+
+/* Room in the scratch area, flushing the batch first if it is full. */
+static uint8_t *scratch(struct conn *c, size_t n)
+{
+    if (W.scratch_used + n > SCRATCH_CAP || W.niov >= IOV_CAP - 2)
+        flush(c);
+    uint8_t *p = W.scratch + W.scratch_used;
+    W.scratch_used += n;
+    return p;
+}
+
+/* ---- WebSocket events -------------------------------------------------- */
+
+static void echo_piece(struct conn *c, const struct wse_event *ev)
+{
+    unsigned opcode = ev->first ? ev->opcode : WSE_OP_CONT;
+    bool prefix = ev->first && ev->opcode == WSE_OP_TEXT && W.cfg->echo_prefix_len;
+
+    if (!prefix) {
+        size_t hl = wse_server_hdr_len(ev->len);
+        uint8_t *h = ev->data - hl;
+        wse_frame_write_header(h, ev->last, opcode, ev->len);
+        emit(c, h, hl + ev->len, true);
+        return;
+    }
+    size_t plen = W.cfg->echo_prefix_len;
+    size_t total = plen + ev->len;
+    uint8_t *s = scratch(c, WSE_SERVER_HDR_MAX + plen);
+    size_t hl = wse_frame_write_header(s, ev->last, opcode, total);
+    memcpy(s + hl, W.cfg->echo_prefix, plen);
+    W.scratch_used -= WSE_SERVER_HDR_MAX - hl;
+    emit(c, s, hl + plen, false);
+    if (ev->len)
+        emit(c, ev->data, ev->len, true);
+}
+
+static void queue_close(struct conn *c, uint16_t code, const char *reason)
+{
+    uint8_t *s = scratch(c, 2 + WSE_CONTROL_MAX);
+    size_t n;
+
+    if (code == WSE_CLOSE_NO_STATUS) {
+        /* The peer gave no code: answer with an empty close frame. */
+        n = wse_frame_write_header(s, true, WSE_OP_CLOSE, 0);
+    } else {
+        n = wse_close_write(s, code, reason, strlen(reason));
+    }
+    W.scratch_used -= 2 + WSE_CONTROL_MAX - n;
+    emit(c, s, n, false);
+}
+
+/* The close handshake is complete (or abandoned): flush, FIN, wait for EOF. */
+static void linger(struct conn *c)
+{
+    c->state = ST_LINGER;
+    c->flags |= F_SHUT_AFTER;
+    c->flags &= (uint8_t)~F_READ_PAUSED;
+    set_timer(c, TK_CLOSE);
+}
+
+static void on_close_frame(struct conn *c, const struct wse_event *ev)
+{
+    char addr[WSE_ADDR_MAX];
+
+    if (c->state == ST_OPEN) {
+        log_info("%s close %u from client", peer_str(c, addr), ev->code);
+        queue_close(c, ev->code, "");
+    } else {
+        log_debug("%s close handshake complete (%u)", peer_str(c, addr), ev->code);
+    }
+    linger(c);
+}
+
+static void on_event(struct conn *c, const struct wse_event *ev)
+{
+    switch (ev->kind) {
+    case WSE_EV_DATA:
+        if (c->state == ST_OPEN)
+            echo_piece(c, ev);
+        break;
+    case WSE_EV_PING:
+        if (c->state == ST_OPEN) {
+            /* The pong header goes where the ping's header was. */
+            uint8_t *h = ev->data - 2;
+            wse_frame_write_header(h, true, WSE_OP_PONG, ev->len);
+            emit(c, h, 2 + ev->len, true);
+        }
+        break;
+    case WSE_EV_PONG:
+        break;      /* its arrival already counted as activity */
+    case WSE_EV_CLOSE:
+        on_close_frame(c, ev);
+        break;
+    }
+}
+
+static const char *close_reason(uint16_t code)
+{
+    switch (code) {
+    case WSE_CLOSE_PROTOCOL: return "protocol error";
+    case WSE_CLOSE_BAD_DATA: return "invalid UTF-8";
+    case WSE_CLOSE_TOO_BIG: return "message too big";
+    default: return "";
+    }
+}
+
+/* Keeps an incomplete header or control frame for the next read. */
+static int keep_tail(struct conn *c, const uint8_t *p, size_t n)
+{
+    if (!c->tail && !(c->tail = malloc(TAIL_CAP)))
+        return -1;
+    memcpy(c->tail, p, n);
+    c->tail_len = (uint8_t)n;
+    return 0;
+}
+
+static void ws_process(struct conn *c, uint8_t *base, size_t have)
+{
+    size_t pos = 0;
+    char addr[WSE_ADDR_MAX];
+
+    batch_reset();
+    while (pos < have && c->state != ST_LINGER) {
+        struct wse_event ev;
+        size_t used;
+        int rc = wse_parse(&c->ps, base + pos, have - pos, &used, &ev);
+
+        pos += used;
+        if (rc == WSE_OK) {
+            on_event(c, &ev);
+            if (c->flags & F_DEAD)
+                return;
+            continue;
+        }
+        if (rc == WSE_AGAIN) {
+            if (pos < have && keep_tail(c, base + pos, have - pos) < 0) {
+                abort_conn(c, "out of memory");
+                return;
+            }
+            break;
+        }
+        log_warn("%s failing connection with %u: %s", peer_str(c, addr), ev.code,
+                 close_reason(ev.code));
+        queue_close(c, ev.code, close_reason(ev.code));
+        linger(c);
+    }
+    flush(c);
+}
+
+static void ws_read(struct conn *c)
+{
+    size_t have = c->tail_len;
+    if (have)
+        memcpy(RB, c->tail, have);
+
+    ssize_t n = read(c->io.fd, RB + have, RBUF_SIZE - have);
+    if (n <= 0) {
+        char addr[WSE_ADDR_MAX];
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (n == 0) {
+            if (c->state != ST_LINGER)
+                log_info("%s closed by peer without a close frame (1006)", peer_str(c, addr));
+            conn_free(c);
+        } else {
+            abort_conn(c, strerror(errno));
+        }
+        return;
+    }
+    c->tail_len = 0;
+    c->last_rx = ev_now(W.loop);
+    if (c->timer == TK_IDLE)
+        wse_tlist_touch(&W.idle_list, &c->tl, TOUCH_SLACK);
+    else if (c->timer == TK_PINGED)
+        set_timer(c, TK_IDLE);      /* alive after all: back to idle watch */
+    if (c->state == ST_LINGER)
+        return;     /* after the close handshake, input is dropped */
+    ws_process(c, RB, have + (size_t)n);
+    if (!(c->flags & F_DEAD) && !c->tail_len && c->tail) {
+        free(c->tail);
+        c->tail = NULL;
+    }
+}
+
+/* ---- the HTTP phase ---------------------------------------------------- */
+
+static bool span_is(const char *buf, struct wse_span s, const char *str)
+{
+    size_t n = strlen(str);
+    return s.len == n && memcmp(buf + s.off, str, n) == 0;
+}
+
+static bool origin_allowed(const struct wse_http_req *req, const char *buf)
+{
+    const struct wse_config *cfg = W.cfg;
+
+    if (!cfg->norigins)
+        return true;
+    for (unsigned i = 0; i < cfg->norigins; i++) {
+        size_t n = strlen(cfg->origins[i]);
+        if (req->origin.len == n && wse_ascii_casecmp(buf + req->origin.off, cfg->origins[i], n) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void hs_free(struct conn *c)
+{
+    free(c->hs);
+    c->hs = NULL;
+}
+
+/* Any answer but 101: send it, then close without reading further. */
+static void respond(struct conn *c, int status, const char *extra, const char *body)
+{
+    char resp[512];
+    char addr[WSE_ADDR_MAX];
+    size_t n = wse_http_response(resp, sizeof resp, status, extra, NULL, body,
+                                 body ? strlen(body) : 0);
+
+    if (status >= 400)
+        log_info("%s http %d %s", peer_str(c, addr), status, wse_http_reason(status));
+    hs_free(c);
+    linger(c);
+    send_bytes(c, resp, n);
+}
+
+static void upgrade(struct conn *c, const struct wse_http_req *req, const char *buf)
+{
+    char resp[256];
+    char addr[WSE_ADDR_MAX];
+    size_t n = wse_handshake_response(resp, sizeof resp, buf + req->key.off, req->key.len,
+                                      NULL, 0);
+
+    c->state = ST_OPEN;
+    wse_parser_init(&c->ps, W.cfg->max_message, 0);
+    c->last_rx = ev_now(W.loop);
+    set_timer(c, TK_IDLE);
+    log_info("%s open %.*s", peer_str(c, addr), req->path.len, buf + req->path.off);
+    send_bytes(c, resp, n);
+}
+
+static void route(struct conn *c, const struct wse_http_req *req, const char *buf)
+{
+    if (span_is(buf, req->path, "/healthz")) {
+        if (req->method != WSE_HTTP_GET)
+            respond(c, 405, "Allow: GET\r\n", NULL);
+        else if (W.draining)
+            respond(c, 503, NULL, "draining\n");
+        else
+            respond(c, 200, NULL, "ok\n");
+        return;
+    }
+    if (!span_is(buf, req->path, W.cfg->path)) {
+        respond(c, 404, NULL, NULL);
+        return;
+    }
+    if (req->method == WSE_HTTP_GET && !(req->flags & WSE_HTTP_UPGRADE_WS)) {
+        /* A plain GET of the endpoint: it only speaks WebSocket. */
+        respond(c, 426, "Upgrade: websocket\r\n" WSE_HANDSHAKE_426_HEADERS, NULL);
+        return;
+    }
+    int status = wse_handshake_check(req, buf);
+    if (status) {
+        respond(c, status, status == 426 ? WSE_HANDSHAKE_426_HEADERS : NULL, NULL);
+        return;
+    }
+    if (!origin_allowed(req, buf)) {
+        respond(c, 403, NULL, NULL);
+        return;
+    }
+    if (W.draining) {
+        respond(c, 503, NULL, NULL);
+        return;
+    }
+    upgrade(c, req, buf);
+}
+
+/*
+ * Reads the request.  The common case, a request that arrives in one read,
+ * is parsed straight from the worker's buffer and costs no allocation; only
+ * a request split over reads is copied into a buffer of its own.
+ */
+static void hs_read(struct conn *c)
+{
+    size_t cap = W.cfg->max_header, have = c->hs ? c->hs->len : 0;
+    char *buf = c->hs ? c->hs->buf : (char *)RB;
+    ssize_t n = read(c->io.fd, buf + have, c->hs ? cap - have : RBUF_SIZE);
+
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        hs_free(c);
+        conn_free(c);
+        return;
+    }
+    have += (size_t)n;
+
+    struct wse_http_req local, *req = c->hs ? &c->hs->req : &local;
+    if (!c->hs)
+        wse_http_init(req);
+    int rc = wse_http_parse(req, buf, have, &W.limits);
+    if (rc == WSE_AGAIN) {
+        if (!c->hs) {
+            struct hs *hs = malloc(sizeof *hs + cap);
+            if (!hs) {
+                abort_conn(c, "out of memory");
+                return;
+            }
+            hs->req = local;
+            memcpy(hs->buf, buf, have);
+            c->hs = hs;
+        }
+        c->hs->len = (uint32_t)have;
+        return;
+    }
+    if (rc == WSE_FAIL) {
+        respond(c, req->status, NULL, NULL);
+        return;
+    }
+    /* Bytes after the request already belong to the WebSocket stream. */
+    size_t extra = have - req->parsed;
+    route(c, req, buf);
+    if (c->state != ST_OPEN || (c->flags & F_DEAD)) {
+        hs_free(c);
+        return;
+    }
+    if (c->hs) {
+        memcpy(RB, c->hs->buf + req->parsed, extra);
+        hs_free(c);
+        buf = (char *)RB;
+    } else {
+        buf += req->parsed;
+    }
+    if (extra)
+        ws_process(c, (uint8_t *)buf, extra);
+}
+
+/* ---- libev glue -------------------------------------------------------- */
+
+static void on_writable(struct conn *c)
+{
+    while (pending(c)) {
+        ssize_t n = write(c->io.fd, c->out + c->out_pos, pending(c));
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                break;
+            abort_conn(c, strerror(errno));
+            return;
+        }
+        c->out_pos += (uint32_t)n;
+    }
+    after_output(c);
+}
+
+static void on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct conn *c = container_of(w, struct conn, io);
+    (void)loop;
+
+    if (revents & EV_WRITE)
+        on_writable(c);
+    if ((c->flags & F_DEAD) || !(revents & EV_READ))
+        return;
+    if (c->state == ST_HANDSHAKE)
+        hs_read(c);
+    else
+        ws_read(c);
+}
+
+static void update_events(struct conn *c)
+{
+    int want = (c->flags & F_READ_PAUSED) ? 0 : EV_READ;
+
+    if (pending(c))
+        want |= EV_WRITE;
+    if (c->flags & F_DEAD || want == (c->io.events & (EV_READ | EV_WRITE)))
+        return;
+    ev_io_stop(W.loop, &c->io);
+    ev_io_set(&c->io, c->io.fd, want);
+    if (want)
+        ev_io_start(W.loop, &c->io);
+}
+
+/* Never freed inside its own callback chain: the reaper frees after it. */
+static void conn_free(struct conn *c)
+{
+    if (c->flags & F_DEAD)
+        return;
+    c->flags |= F_DEAD;
+    ev_io_stop(W.loop, &c->io);
+    close(c->io.fd);
+    wse_tlist_del(&c->tl);
+    if (c->state == ST_HANDSHAKE)
+        hs_free(c);
+    c->next_dead = W.dead;
+    W.dead = c;
+    W.nconns--;
+}
+
+static void on_reap(struct ev_loop *loop, ev_check *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    while (W.dead) {
+        struct conn *c = W.dead;
+        W.dead = c->next_dead;
+        if (c->state != ST_HANDSHAKE)
+            free(c->tail);
+        free(c->out);
+        free(c);
+    }
+}
+
+/* ---- timeouts ---------------------------------------------------------- */
+
+static void start_close(struct conn *c, uint16_t code, const char *reason)
+{
+    batch_reset();
+    queue_close(c, code, reason);
+    c->state = ST_CLOSING;
+    set_timer(c, TK_CLOSE);
+    flush(c);
+}
+
+static void hs_expired(struct wse_tlist *list, struct wse_tlink *link)
+{
+    struct conn *c = container_of(link, struct conn, tl);
+    char addr[WSE_ADDR_MAX];
+    (void)list;
+    c->timer = TK_NONE;
+    log_info("%s handshake timeout", peer_str(c, addr));
+    conn_free(c);
+}
+
+static void send_ping(struct conn *c)
+{
+    uint8_t ping[2];
+    wse_frame_write_header(ping, true, WSE_OP_PING, 0);
+    send_bytes(c, ping, sizeof ping);
+}
+
+/*
+ * Idle watch: after ping_interval without input the peer gets a ping and
+ * moves to the "pinged" list; any input moves it back.  When the pinged list
+ * expires too (idle_timeout in all), the connection is closed with 1001.
+ */
+static void idle_expired(struct wse_tlist *list, struct wse_tlink *link)
+{
+    struct conn *c = container_of(link, struct conn, tl);
+    const struct wse_config *cfg = W.cfg;
+    (void)list;
+
+    c->timer = TK_NONE;
+    if (cfg->ping_interval > 0 && (cfg->idle_timeout <= 0 || cfg->ping_interval < cfg->idle_timeout)) {
+        send_ping(c);
+        if (!(c->flags & F_DEAD))
+            set_timer(c, cfg->idle_timeout > 0 ? TK_PINGED : TK_IDLE);
+        return;
+    }
+    pinged_expired(list, link);
+}
+
+static void pinged_expired(struct wse_tlist *list, struct wse_tlink *link)
+{
+    struct conn *c = container_of(link, struct conn, tl);
+    char addr[WSE_ADDR_MAX];
+    (void)list;
+
+    c->timer = TK_NONE;
+    log_info("%s idle timeout: closing with 1001", peer_str(c, addr));
+    start_close(c, WSE_CLOSE_GOING_AWAY, "idle timeout");
+}
+
+static void close_expired(struct wse_tlist *list, struct wse_tlink *link)
+{
+    struct conn *c = container_of(link, struct conn, tl);
+    (void)list;
+    c->timer = TK_NONE;
+    if (c->state != ST_LINGER) {
+        char addr[WSE_ADDR_MAX];
+        log_info("%s close timeout: dropping", peer_str(c, addr));
+    }
+    conn_free(c);
+}
+
+/* ---- public ------------------------------------------------------------ */
+
+int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg, int worker_id)
+{
+    (void)worker_id;
+    W.loop = loop;
+    W.cfg = cfg;
+    W.limits.max_header_bytes = (uint16_t)cfg->max_header;
+    W.limits.max_headers = (uint16_t)cfg->max_headers;
+    W.rbuf = malloc(HEADROOM + RBUF_SIZE);
+    if (!W.rbuf)
+        return -1;
+
+    double idle_period = cfg->ping_interval > 0 ? cfg->ping_interval : cfg->idle_timeout;
+    if (cfg->idle_timeout > 0 && cfg->ping_interval > cfg->idle_timeout)
+        idle_period = cfg->idle_timeout;
+    wse_tlist_init(&W.hs_list, loop, cfg->handshake_timeout, hs_expired);
+    wse_tlist_init(&W.idle_list, loop, idle_period, idle_expired);
+    wse_tlist_init(&W.pinged_list, loop, cfg->idle_timeout - cfg->ping_interval, pinged_expired);
+    wse_tlist_init(&W.close_list, loop, cfg->close_timeout, close_expired);
+    ev_check_init(&W.reaper, on_reap);
+    ev_check_start(loop, &W.reaper);
+    return 0;
+}
+
+void wse_conn_accepted(int fd, const struct sockaddr_storage *peer)
+{
+    struct conn *c = calloc(1, sizeof *c);
+
+    if (!c) {
+        close(fd);
+        return;
+    }
+    set_peer(c, peer);
+    c->state = ST_HANDSHAKE;
+    ev_io_init(&c->io, on_io, fd, EV_READ);
+    ev_io_start(W.loop, &c->io);
+    set_timer(c, TK_HANDSHAKE);
+    W.nconns++;
+}
+
+unsigned wse_conn_count(void)
+{
+    return W.nconns;
+}
+
+void wse_conn_set_draining(void)
+{
+    W.draining = true;
+}
+
+/* Walks a timeout list; fn may move the entry to another list. */
+static void each_on(struct wse_tlist *list, void (*fn)(struct conn *c, uint16_t code, const char *r),
+                    uint16_t code, const char *reason)
+{
+    struct wse_tlink *l = list->head.next;
+    while (l != &list->head) {
+        struct wse_tlink *next = l->next;
+        fn(container_of(l, struct conn, tl), code, reason);
+        l = next;
+    }
+}
+
+static void close_one(struct conn *c, uint16_t code, const char *reason)
+{
+    if (c->state == ST_HANDSHAKE)
+        conn_free(c);
+    else if (c->state == ST_OPEN)
+        start_close(c, code, reason);
+}
+
+void wse_conn_close_all(uint16_t code, const char *reason)
+{
+    each_on(&W.hs_list, close_one, code, reason);
+    each_on(&W.idle_list, close_one, code, reason);
+    each_on(&W.pinged_list, close_one, code, reason);
+}
+
+size_t wse_conn_struct_size(void)
+{
+    return sizeof(struct conn);
+}

@@ -1,0 +1,264 @@
+/*
+ * worker.c - post-fork hygiene, the loop, listener watchers, bounded accept,
+ * EMFILE back-off, drain and fast stop.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "chan.h"
+#include "conn.h"
+#include "frame.h"
+#include "http.h"
+#include "log.h"
+#include "net.h"
+#include "worker.h"
+
+#define ACCEPT_BATCH 64         /* accepts per wake-up: one busy listener cannot starve the loop */
+#define ACCEPT_BACKOFF 0.1      /* seconds without accepting after EMFILE */
+#define STOP_GRACE 2.0          /* a fast stop ends within this, whatever peers do */
+#define EXIT_POLL 0.05
+
+static struct {
+    struct ev_loop *loop;
+    const struct wse_worker_args *args;
+    ev_io listeners[WSE_MAX_LISTEN];
+    ev_io chan;
+    ev_timer accept_backoff;
+    ev_timer exit_poll;         /* while stopping: exit once no connection is left */
+    ev_timer deadline;          /* while stopping: exit now */
+    ev_timer drain_timer;       /* while draining: close what is left */
+    ev_signal sigterm;
+    bool stopping;
+    bool emfile_logged;
+} K;
+
+static void listeners_stop(void)
+{
+    for (unsigned i = 0; i < K.args->nlisten; i++)
+        ev_io_stop(K.loop, &K.listeners[i]);
+}
+
+static void listeners_start(void)
+{
+    for (unsigned i = 0; i < K.args->nlisten; i++)
+        ev_io_start(K.loop, &K.listeners[i]);
+}
+
+/* Over the connection limit: a short 503 and close, never blocking. */
+static void reject_busy(int fd)
+{
+    char resp[256];
+    size_t n = wse_http_response(resp, sizeof resp, 503, "Retry-After: 1\r\n", NULL,
+                                 "too many connections\n", 21);
+    ssize_t w = write(fd, resp, n);
+    (void)w;
+    close(fd);
+}
+
+static void accept_pause(int err)
+{
+    if (!K.emfile_logged) {
+        errno = err;
+        wse_log_errno(WSE_LOG_ERROR, "accept4", "out of descriptors or memory, pausing accepts for %.0f ms",
+                      ACCEPT_BACKOFF * 1000);
+        K.emfile_logged = true;
+    }
+    listeners_stop();
+    ev_timer_set(&K.accept_backoff, ACCEPT_BACKOFF, 0);
+    ev_timer_start(K.loop, &K.accept_backoff);
+}
+
+static void on_accept_backoff(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)t, (void)revents;
+    if (!K.stopping)
+        listeners_start();
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    const struct wse_config *cfg = K.args->cfg;
+    (void)loop, (void)revents;
+
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct sockaddr_storage peer;
+        int fd = wse_net_accept(w->fd, &peer);
+
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_pause(errno);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK)
+                wse_log_errno(WSE_LOG_ERROR, "accept4", "listener fd %d", w->fd);
+            return;
+        }
+        K.emfile_logged = false;
+        if (wse_conn_count() >= cfg->max_connections) {
+            log_warn("connection limit %u reached: answering 503", cfg->max_connections);
+            reject_busy(fd);
+            continue;
+        }
+        wse_conn_accepted(fd, &peer);
+    }
+}
+
+static void on_exit_poll(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)t, (void)revents;
+    if (wse_conn_count() == 0)
+        ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)t, (void)revents;
+    log_info("stop: %u connections still open at the deadline, exiting", wse_conn_count());
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* Stop accepting and leave once the connections are gone (or at deadline). */
+static void begin_exit(double deadline)
+{
+    K.stopping = true;
+    listeners_stop();
+    ev_timer_stop(K.loop, &K.accept_backoff);
+    ev_timer_set(&K.exit_poll, 0, EXIT_POLL);
+    ev_timer_again(K.loop, &K.exit_poll);
+    ev_timer_set(&K.deadline, deadline, 0);
+    ev_timer_start(K.loop, &K.deadline);
+}
+
+static void fast_stop(void)
+{
+    if (K.stopping && !ev_is_active(&K.drain_timer))
+        return;
+    ev_timer_stop(K.loop, &K.drain_timer);
+    log_info("stopping: closing %u connections with 1001", wse_conn_count());
+    wse_conn_close_all(WSE_CLOSE_GOING_AWAY, "server shutting down");
+    ev_timer_stop(K.loop, &K.deadline);
+    begin_exit(STOP_GRACE);
+}
+
+static void on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    const struct wse_config *cfg = K.args->cfg;
+    (void)loop, (void)t, (void)revents;
+
+    log_info("drain timeout: closing %u connections with %u", wse_conn_count(),
+             cfg->drain_close_code);
+    wse_conn_close_all((uint16_t)cfg->drain_close_code, "server restarting");
+    ev_timer_stop(K.loop, &K.deadline);
+    begin_exit(cfg->close_timeout + 1);
+}
+
+/* Graceful: no new connections, open ones served until drain timeout. */
+static void drain(void)
+{
+    const struct wse_config *cfg = K.args->cfg;
+
+    if (K.stopping)
+        return;
+    log_info("draining %u connections (up to %.1f s)", wse_conn_count(), cfg->drain_timeout);
+    wse_conn_set_draining();
+    begin_exit(cfg->drain_timeout + cfg->close_timeout + 1);
+    ev_timer_set(&K.drain_timer, cfg->drain_timeout, 0);
+    ev_timer_start(K.loop, &K.drain_timer);
+}
+
+static void on_chan(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct wse_chan_rec rec;
+    int rc;
+    (void)revents;
+
+    while ((rc = wse_chan_recv(w->fd, &rec)) == 1) {
+        switch (rec.type) {
+        case WSE_CHAN_STOP: fast_stop(); break;
+        case WSE_CHAN_DRAIN: drain(); break;
+        case WSE_CHAN_REOPEN:
+            if (wse_log_reopen() < 0)
+                wse_log_errno(WSE_LOG_ERROR, "open", "reopening the log file");
+            break;
+        default: log_warn("unknown channel record %u", rec.type); break;
+        }
+    }
+    if (rc == 0 || (rc < 0 && errno != EAGAIN)) {
+        log_error("master is gone: stopping");
+        ev_io_stop(loop, w);
+        fast_stop();
+    }
+}
+
+static void on_sigterm(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    (void)loop, (void)s, (void)revents;
+    fast_stop();
+}
+
+/*
+ * Everything a child inherited that is not its own: die with the master,
+ * default signal handling, no blocked signals.  SIGINT, SIGQUIT and SIGHUP
+ * from a terminal reach the whole process group; the master decides what
+ * they mean and tells the workers, so workers ignore them.
+ */
+static int post_fork_hygiene(const struct wse_worker_args *a)
+{
+    sigset_t none;
+
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    /* The master may have died before prctl took effect. */
+    if (getppid() != a->master_pid)
+        return -1;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGQUIT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGPIPE, SIG_IGN);   /* a peer that vanished is an EPIPE, not a death */
+    wse_log_identity(a->slot, (int)getpid());
+    return 0;
+}
+
+int wse_worker_run(const struct wse_worker_args *a)
+{
+    if (post_fork_hygiene(a) < 0)
+        return 1;
+    K.args = a;
+    K.loop = ev_loop_new(EVBACKEND_EPOLL);
+    if (!K.loop) {
+        log_error("ev_loop_new(EVBACKEND_EPOLL) failed");
+        return 1;
+    }
+    if (wse_conn_setup(K.loop, a->cfg, a->slot) < 0) {
+        log_error("out of memory setting up the worker");
+        return 1;
+    }
+    for (unsigned i = 0; i < a->nlisten; i++)
+        ev_io_init(&K.listeners[i], on_accept, a->listen_fds[i], EV_READ);
+    listeners_start();
+    ev_io_init(&K.chan, on_chan, a->chan_fd, EV_READ);
+    ev_io_start(K.loop, &K.chan);
+    ev_timer_init(&K.accept_backoff, on_accept_backoff, 0, 0);
+    ev_timer_init(&K.exit_poll, on_exit_poll, 0, EXIT_POLL);
+    ev_timer_init(&K.deadline, on_deadline, 0, 0);
+    ev_timer_init(&K.drain_timer, on_drain_timeout, 0, 0);
+    ev_signal_init(&K.sigterm, on_sigterm, SIGTERM);
+    ev_signal_start(K.loop, &K.sigterm);
+
+    if (wse_chan_send(a->chan_fd, WSE_CHAN_READY, a->generation) < 0)
+        wse_log_errno(WSE_LOG_WARN, "send", "telling the master we are ready");
+    log_debug("serving (generation %u, struct conn is %zu bytes)", a->generation,
+              wse_conn_struct_size());
+    ev_run(K.loop, 0);
+    log_debug("exiting with %u connections left", wse_conn_count());
+    return 0;
+}
