@@ -9,7 +9,7 @@
 set -eu
 
 pkgs_build="make gcc pkg-config libev-dev libb64-dev libssl-dev zlib1g-dev"
-pkgs_test="check python3 python3-websockets valgrind mandoc"
+pkgs_test="check python3 python3-websockets nodejs valgrind mandoc"
 pkgs_fuzz="clang libclang-rt-14-dev"
 
 [ $# -eq 0 ] && set -- build test
