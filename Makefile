@@ -60,12 +60,16 @@ BENCH_SRC := $(wildcard bench/micro_*.c)
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 WSECHOD := $(if $(wildcard src/main.c),$(BUILD)/wsechod)
+# The load generator (bench/wsbench*.c): its own program, linked with the core
+# for the handshake and frame code.
+WSBENCH_SRC := $(wildcard bench/wsbench*.c)
+WSBENCH := $(if $(WSBENCH_SRC),$(BUILD)/wsbench)
 
 .PHONY: all test unit integration fuzz run install uninstall clean deps layercheck bench-micro
 .DEFAULT_GOAL := all
 .SECONDARY:
 
-all: layercheck $(WSECHOD) $(UNIT_BIN) $(BENCH_BIN)
+all: layercheck $(WSECHOD) $(WSBENCH) $(UNIT_BIN) $(BENCH_BIN)
 
 deps:
 	@sh scripts/deps.sh build test
@@ -100,6 +104,10 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(LIB)
 $(BUILD)/bench/micro_%: $(BUILD)/bench/micro_%.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_CORE)
+
+$(BUILD)/wsbench: $(patsubst bench/%.c,$(BUILD)/bench/%.o,$(WSBENCH_SRC)) $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_CORE) -lpthread -lm
 
 # A layer-0 file may not reach for sockets, libev or the log (ARCHITECTURE.md).
 layercheck:

@@ -21,8 +21,11 @@
 
 #include "config.h"
 
-/* Sets up the worker-wide state (read buffer, timeout lists). 0 or -1. */
-int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg, int worker_id);
+struct wse_stats_slot;
+
+/* Sets up the worker-wide state (read buffer, timeout lists); counts into stats. 0 or -1. */
+int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg,
+                   struct wse_stats_slot *stats);
 
 /* Takes over an accepted, non-blocking socket. */
 void wse_conn_accepted(int fd, const struct sockaddr_storage *peer);

@@ -34,6 +34,7 @@ struct wse_parser {
     uint8_t frame_fin;      /* FIN of the current data frame */
     uint8_t msg_opcode;     /* TEXT or BINARY while a message is open, else 0 */
     uint8_t piece_sent;     /* a piece of the open message was handed out */
+    uint8_t frame_piece_sent; /* ... and of the current frame */
     uint8_t rsv_allowed;    /* RSV bits an extension allows (0: none) */
 };
 
@@ -49,6 +50,7 @@ struct wse_event {
     uint8_t opcode;     /* DATA: the message's opcode (TEXT or BINARY) */
     bool first;         /* DATA: first piece of its message */
     bool last;          /* DATA: last piece of its message (FIN frame fully seen) */
+    bool frame_start;   /* DATA: this piece begins a frame (for frame counts) */
     uint16_t code;      /* CLOSE: received code; on WSE_FAIL: the close code to send */
     uint8_t *data;      /* payload piece, unmasked, inside the caller's buffer */
     size_t len;

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "stats.h"
 
 struct wse_worker_args {
     int slot;
@@ -22,6 +23,7 @@ struct wse_worker_args {
     const int *listen_fds;      /* this slot's listeners, one per address */
     unsigned nlisten;
     int chan_fd;
+    struct wse_stats_slot *stats;   /* this process's slot in the stats segment */
 };
 
 /*

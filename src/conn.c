@@ -27,6 +27,7 @@
 #include "log.h"
 #include "msg.h"
 #include "net.h"
+#include "stats.h"
 #include "timer.h"
 
 #define RBUF_SIZE   (256 * 1024)    /* one read's worth; large messages stream */
@@ -52,6 +53,9 @@ enum conn_flag {
 };
 
 enum timer_kind { TK_NONE, TK_HANDSHAKE, TK_IDLE, TK_PINGED, TK_CLOSE };
+
+/* Why a connection ended, for the stats (the first cause set wins). */
+enum close_cause { CC_RESET = 0, CC_CLIENT, CC_SERVER, CC_ERROR, CC_TIMEOUT };
 
 struct hs {                     /* a handshake that did not arrive in one read */
     struct wse_http_req req;
@@ -81,6 +85,7 @@ struct conn {
     uint8_t state;
     uint8_t flags;
     uint8_t timer;              /* enum timer_kind: which list tl is on */
+    uint8_t cause;              /* enum close_cause, 0 until known */
     struct peer peer;
 };
 
@@ -88,6 +93,7 @@ struct conn {
 static struct {
     struct ev_loop *loop;
     const struct wse_config *cfg;
+    struct wse_stats_slot *st;  /* this worker's stats slot */
     struct wse_http_limits limits;
     uint8_t *rbuf;              /* HEADROOM + RBUF_SIZE */
     struct wse_tlist hs_list, idle_list, pinged_list, close_list;
@@ -105,6 +111,8 @@ static struct {
 } W;
 
 #define RB (W.rbuf + HEADROOM)
+#define STAT(field, n) wse_stat_add(W.st, WSE_STAT_##field, (n))
+#define STAT_SUB(field, n) wse_stat_sub(W.st, WSE_STAT_##field, (n))
 
 static void conn_free(struct conn *c);
 static void update_events(struct conn *c);
@@ -146,6 +154,12 @@ static void set_peer(struct conn *c, const struct sockaddr_storage *ss)
         c->peer.port = a4->sin_port;
         memcpy(c->peer.addr, &a4->sin_addr, 4);
     }
+}
+
+static void set_cause(struct conn *c, enum close_cause cause)
+{
+    if (!c->cause)
+        c->cause = (uint8_t)cause;
 }
 
 static size_t pending(const struct conn *c)
@@ -220,6 +234,7 @@ static int keep_unsent(struct conn *c, const struct iovec *iov, int niov, size_t
         }
         if (out_append(c, (uint8_t *)iov[i].iov_base + skip, len - skip) < 0)
             return -1;
+        STAT(bytes_buffered, len - skip);
         skip = 0;
     }
     return 0;
@@ -231,6 +246,7 @@ static void after_output(struct conn *c)
 
     if (left > W.cfg->high_water && !(c->flags & F_READ_PAUSED) && c->state != ST_LINGER) {
         c->flags |= F_READ_PAUSED;
+        STAT(backpressure, 1);
         log_debug("backpressure: %zu bytes unsent, reading paused", left);
     } else if ((c->flags & F_READ_PAUSED) && left <= W.cfg->low_water) {
         c->flags &= (uint8_t)~F_READ_PAUSED;
@@ -335,11 +351,34 @@ static uint8_t *scratch(struct conn *c, size_t n)
 
 /* ---- WebSocket events -------------------------------------------------- */
 
+static void count_piece(const struct wse_event *ev, size_t extra_out)
+{
+    STAT(frames_out, 1);
+    if (ev->frame_start)
+        STAT(frames_in, 1);
+    if (ev->opcode == WSE_OP_TEXT) {
+        STAT(bytes_in_text, ev->len);
+        STAT(bytes_out_text, ev->len + extra_out);
+        if (ev->last) {
+            STAT(msgs_in_text, 1);
+            STAT(msgs_out_text, 1);
+        }
+    } else {
+        STAT(bytes_in_binary, ev->len);
+        STAT(bytes_out_binary, ev->len);
+        if (ev->last) {
+            STAT(msgs_in_binary, 1);
+            STAT(msgs_out_binary, 1);
+        }
+    }
+}
+
 static void echo_piece(struct conn *c, const struct wse_event *ev)
 {
     unsigned opcode = ev->first ? ev->opcode : WSE_OP_CONT;
     bool prefix = ev->first && ev->opcode == WSE_OP_TEXT && W.cfg->echo_prefix_len;
 
+    count_piece(ev, prefix ? W.cfg->echo_prefix_len : 0);
     if (!prefix) {
         size_t hl = wse_server_hdr_len(ev->len);
         uint8_t *h = ev->data - hl;
@@ -371,6 +410,7 @@ static void queue_close(struct conn *c, uint16_t code, const char *reason)
     }
     W.scratch_used -= 2 + WSE_CONTROL_MAX - n;
     emit(c, s, n, false);
+    STAT(frames_out, 1);
 }
 
 /* The close handshake is complete (or abandoned): flush, FIN, wait for EOF. */
@@ -386,7 +426,9 @@ static void on_close_frame(struct conn *c, const struct wse_event *ev)
 {
     char addr[WSE_ADDR_MAX];
 
+    STAT(frames_in, 1);
     if (c->state == ST_OPEN) {
+        set_cause(c, CC_CLIENT);
         log_info("%s close %u from client", peer_str(c, addr), ev->code);
         queue_close(c, ev->code, "");
     } else {
@@ -401,9 +443,14 @@ static void on_event(struct conn *c, const struct wse_event *ev)
     case WSE_EV_DATA:
         if (c->state == ST_OPEN)
             echo_piece(c, ev);
+        else if (ev->frame_start)
+            STAT(frames_in, 1);
         break;
     case WSE_EV_PING:
+        STAT(frames_in, 1);
+        STAT(pings_in, 1);
         if (c->state == ST_OPEN) {
+            STAT(frames_out, 1);
             /* The pong header goes where the ping's header was. */
             uint8_t *h = ev->data - 2;
             wse_frame_write_header(h, true, WSE_OP_PONG, ev->len);
@@ -411,6 +458,8 @@ static void on_event(struct conn *c, const struct wse_event *ev)
         }
         break;
     case WSE_EV_PONG:
+        STAT(frames_in, 1);
+        STAT(pongs_in, 1);
         break;      /* its arrival already counted as activity */
     case WSE_EV_CLOSE:
         on_close_frame(c, ev);
@@ -426,6 +475,16 @@ static const char *close_reason(uint16_t code)
     case WSE_CLOSE_TOO_BIG: return "message too big";
     default: return "";
     }
+}
+
+static void count_error(uint16_t code)
+{
+    if (code == WSE_CLOSE_PROTOCOL)
+        STAT(err_1002, 1);
+    else if (code == WSE_CLOSE_BAD_DATA)
+        STAT(err_1007, 1);
+    else if (code == WSE_CLOSE_TOO_BIG)
+        STAT(err_1009, 1);
 }
 
 /* Keeps an incomplete header or control frame for the next read. */
@@ -465,6 +524,8 @@ static void ws_process(struct conn *c, uint8_t *base, size_t have)
         }
         log_warn("%s failing connection with %u: %s", peer_str(c, addr), ev.code,
                  close_reason(ev.code));
+        set_cause(c, CC_ERROR);
+        count_error(ev.code);
         queue_close(c, ev.code, close_reason(ev.code));
         linger(c);
     }
@@ -534,6 +595,20 @@ static void hs_free(struct conn *c)
     c->hs = NULL;
 }
 
+static void count_status(int status)
+{
+    switch (status) {
+    case 400: STAT(refused_400, 1); break;
+    case 403: STAT(refused_403, 1); break;
+    case 404: STAT(refused_404, 1); break;
+    case 405: STAT(refused_405, 1); break;
+    case 426: STAT(refused_426, 1); break;
+    case 431: STAT(refused_431, 1); break;
+    case 503: STAT(refused_503, 1); break;
+    default: STAT(http_other, 1); break;
+    }
+}
+
 /* Any answer but 101: send it, then close without reading further. */
 static void respond(struct conn *c, int status, const char *extra, const char *body)
 {
@@ -544,6 +619,8 @@ static void respond(struct conn *c, int status, const char *extra, const char *b
 
     if (status >= 400)
         log_info("%s http %d %s", peer_str(c, addr), status, wse_http_reason(status));
+    count_status(status);
+    set_cause(c, CC_SERVER);
     hs_free(c);
     linger(c);
     send_bytes(c, resp, n);
@@ -557,6 +634,7 @@ static void upgrade(struct conn *c, const struct wse_http_req *req, const char *
                                       NULL, 0);
 
     c->state = ST_OPEN;
+    STAT(handshakes, 1);
     wse_parser_init(&c->ps, W.cfg->max_message, 0);
     c->last_rx = ev_now(W.loop);
     set_timer(c, TK_IDLE);
@@ -673,6 +751,7 @@ static void on_writable(struct conn *c)
             return;
         }
         c->out_pos += (uint32_t)n;
+        STAT_SUB(bytes_buffered, (size_t)n);
     }
     after_output(c);
 }
@@ -712,6 +791,15 @@ static void conn_free(struct conn *c)
     if (c->flags & F_DEAD)
         return;
     c->flags |= F_DEAD;
+    STAT_SUB(bytes_buffered, pending(c));
+    STAT_SUB(conn_open, 1);
+    switch (c->cause) {
+    case CC_CLIENT: STAT(close_client, 1); break;
+    case CC_SERVER: STAT(close_server, 1); break;
+    case CC_ERROR: STAT(close_error, 1); break;
+    case CC_TIMEOUT: STAT(close_timeout, 1); break;
+    default: STAT(close_reset, 1); break;
+    }
     ev_io_stop(W.loop, &c->io);
     close(c->io.fd);
     wse_tlist_del(&c->tl);
@@ -741,6 +829,7 @@ static void on_reap(struct ev_loop *loop, ev_check *w, int revents)
 
 static void start_close(struct conn *c, uint16_t code, const char *reason)
 {
+    set_cause(c, CC_SERVER);
     batch_reset();
     queue_close(c, code, reason);
     c->state = ST_CLOSING;
@@ -755,12 +844,15 @@ static void hs_expired(struct wse_tlist *list, struct wse_tlink *link)
     (void)list;
     c->timer = TK_NONE;
     log_info("%s handshake timeout", peer_str(c, addr));
+    set_cause(c, CC_TIMEOUT);
     conn_free(c);
 }
 
 static void send_ping(struct conn *c)
 {
     uint8_t ping[2];
+    STAT(pings_out, 1);
+    STAT(frames_out, 1);
     wse_frame_write_header(ping, true, WSE_OP_PING, 0);
     send_bytes(c, ping, sizeof ping);
 }
@@ -805,16 +897,18 @@ static void close_expired(struct wse_tlist *list, struct wse_tlink *link)
     if (c->state != ST_LINGER) {
         char addr[WSE_ADDR_MAX];
         log_info("%s close timeout: dropping", peer_str(c, addr));
+        set_cause(c, CC_TIMEOUT);
     }
     conn_free(c);
 }
 
 /* ---- public ------------------------------------------------------------ */
 
-int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg, int worker_id)
+int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg,
+                   struct wse_stats_slot *stats)
 {
-    (void)worker_id;
     W.loop = loop;
+    W.st = stats;
     W.cfg = cfg;
     W.limits.max_header_bytes = (uint16_t)cfg->max_header;
     W.limits.max_headers = (uint16_t)cfg->max_headers;
@@ -848,6 +942,8 @@ void wse_conn_accepted(int fd, const struct sockaddr_storage *peer)
     ev_io_start(W.loop, &c->io);
     set_timer(c, TK_HANDSHAKE);
     W.nconns++;
+    STAT(conn_accepted, 1);
+    STAT(conn_open, 1);
 }
 
 unsigned wse_conn_count(void)

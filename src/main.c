@@ -8,6 +8,7 @@
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "stats_cli.h"
 
 #ifndef WSE_VERSION
 #define WSE_VERSION "0.1.0"
@@ -18,6 +19,8 @@ int main(int argc, char *argv[])
     static struct wse_config cfg;
     char err[512];
 
+    if (argc > 1 && strcmp(argv[1], "stats") == 0)
+        return wse_stats_cli(argc - 2, argv + 2);
     if (wse_config_load(&cfg, argc, argv, err, sizeof err) != 0) {
         fprintf(stderr, "wsechod: %s\n", err);
         return 2;

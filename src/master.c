@@ -19,6 +19,7 @@
 #include "log.h"
 #include "master.h"
 #include "net.h"
+#include "stats.h"
 #include "worker.h"
 
 #define LISTEN_BACKLOG 4096
@@ -39,6 +40,7 @@ struct slot {
     unsigned fails;              /* consecutive quick deaths */
     unsigned generation;
     enum slot_state state;
+    int stats_slot;              /* index in the stats segment, -1 when none */
     int lfds[WSE_MAX_LISTEN];
 };
 
@@ -51,6 +53,7 @@ static struct {
     unsigned nslots;
     int sigfd;
     ev_io sig_io;
+    struct wse_stats stats;
     ev_timer kill_timer;
     unsigned generation;
     bool serving;                /* every slot reported ready once */
@@ -129,9 +132,22 @@ static void spawn(struct slot *s)
         return;
     }
     s->generation = M.generation;
+    s->stats_slot = wse_stats_free_slot(&M.stats);
+    if (s->stats_slot < 0) {
+        log_error("no free stats slot for worker %d", s->index);
+        close(fds[0]);
+        close(fds[1]);
+        return;
+    }
+    /* The master writes a slot only while no worker owns it: before fork
+     * and after the worker is reaped; in between the worker does. */
+    struct wse_stats_slot *st = &M.stats.slots[s->stats_slot];
+    wse_stats_slot_set(st, 0, s->index, s->generation, WSE_SLOT_STARTING);
     pid_t pid = fork();
     if (pid < 0) {
         wse_log_errno(WSE_LOG_ERROR, "fork", "worker %d", s->index);
+        wse_stats_slot_set(st, 0, -1, 0, WSE_SLOT_EMPTY);
+        s->stats_slot = -1;
         close(fds[0]);
         close(fds[1]);
         ev_timer_set(&s->respawn, RESPAWN_MAX, 0);
@@ -142,7 +158,7 @@ static void spawn(struct slot *s)
         struct wse_worker_args args = {
             .slot = s->index, .generation = s->generation, .master_pid = M.pid,
             .cfg = &M.cfg, .listen_fds = s->lfds, .nlisten = M.cfg.nlisten,
-            .chan_fd = fds[1],
+            .chan_fd = fds[1], .stats = st,
         };
         close(fds[0]);
         child_cleanup(s);
@@ -225,6 +241,12 @@ static void worker_died(struct slot *s, int status)
     describe_exit(status, how, sizeof how);
     slot_close_chan(s);
     s->pid = 0;
+    if (s->stats_slot >= 0) {
+        /* Totals never go backwards: fold before the slot is reused. */
+        wse_stats_retire(&M.stats, (unsigned)s->stats_slot);
+        wse_stats_slot_set(&M.stats.slots[s->stats_slot], 0, -1, 0, WSE_SLOT_EMPTY);
+        s->stats_slot = -1;
+    }
     if (M.stopping) {
         log_info("worker %d %s", s->index, how);
         s->state = SLOT_EMPTY;
@@ -392,6 +414,7 @@ static void close_everything(void)
                 close(M.slots[i].lfds[l]);
     }
     free(M.slots);
+    wse_stats_close(&M.stats);
     if (M.sigfd >= 0)
         close(M.sigfd);
     if (M.cfg.pid_file[0])
@@ -422,6 +445,7 @@ int wse_master_run(const struct wse_config *cfg, int argc, char *const argv[])
     for (unsigned i = 0; i < M.nslots; i++) {
         M.slots[i].index = (int)i;
         M.slots[i].chan = -1;
+        M.slots[i].stats_slot = -1;
         for (unsigned l = 0; l < WSE_MAX_LISTEN; l++)
             M.slots[i].lfds[l] = -1;
     }
@@ -433,6 +457,14 @@ int wse_master_run(const struct wse_config *cfg, int argc, char *const argv[])
             close_everything();
         return 1;
     }
+    char name[WSE_STR_MAX + 2], err[512];
+    wse_stats_default_name(name, sizeof name, cfg->stats_name, cfg->listen[0].port);
+    if (wse_stats_create(&M.stats, name, 2 * WSE_MAX_WORKERS, cfg->workers, err, sizeof err) < 0) {
+        log_error("%s", err);
+        close_everything();
+        return 1;
+    }
+    log_info("stats segment %s", name);
     if (cfg->pid_file[0] && write_pid_file(cfg->pid_file) < 0) {
         wse_log_errno(WSE_LOG_ERROR, "write", "pid file %s", cfg->pid_file);
         close_everything();

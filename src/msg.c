@@ -53,9 +53,11 @@ static int data_piece(struct wse_parser *ps, uint8_t *d, size_t n, struct wse_ev
     ev->opcode = ps->msg_opcode;
     ev->first = !ps->piece_sent;
     ev->last = last;
+    ev->frame_start = !ps->frame_piece_sent;
     ev->data = d;
     ev->len = n;
     ps->piece_sent = 1;
+    ps->frame_piece_sent = 1;
     if (frame_done) {
         ps->in_frame = 0;
         if (last)
@@ -111,6 +113,7 @@ static int begin_data_frame(struct wse_parser *ps, const struct wse_frame *f,
     ps->mask_pos = 0;
     ps->remaining = f->len;
     ps->frame_fin = f->fin;
+    ps->frame_piece_sent = 0;
     ps->in_frame = 1;
     return WSE_OK;
 }

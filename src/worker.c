@@ -34,6 +34,7 @@ static struct {
     ev_timer deadline;          /* while stopping: exit now */
     ev_timer drain_timer;       /* while draining: close what is left */
     ev_signal sigterm;
+    ev_timer heartbeat;
     bool stopping;
     bool emfile_logged;
 } K;
@@ -59,6 +60,9 @@ static void reject_busy(int fd)
     ssize_t w = write(fd, resp, n);
     (void)w;
     close(fd);
+    wse_stat_add(K.args->stats, WSE_STAT_conn_accepted, 1);
+    wse_stat_add(K.args->stats, WSE_STAT_refused_503, 1);
+    wse_stat_add(K.args->stats, WSE_STAT_close_server, 1);
 }
 
 static void accept_pause(int err)
@@ -166,6 +170,7 @@ static void drain(void)
     if (K.stopping)
         return;
     log_info("draining %u connections (up to %.1f s)", wse_conn_count(), cfg->drain_timeout);
+    wse_stats_slot_state(K.args->stats, WSE_SLOT_DRAINING);
     wse_conn_set_draining();
     begin_exit(cfg->drain_timeout + cfg->close_timeout + 1);
     ev_timer_set(&K.drain_timer, cfg->drain_timeout, 0);
@@ -194,6 +199,12 @@ static void on_chan(struct ev_loop *loop, ev_io *w, int revents)
         ev_io_stop(loop, w);
         fast_stop();
     }
+}
+
+static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)t, (void)revents;
+    wse_stats_heartbeat(K.args->stats);
 }
 
 static void on_sigterm(struct ev_loop *loop, ev_signal *s, int revents)
@@ -238,7 +249,7 @@ int wse_worker_run(const struct wse_worker_args *a)
         log_error("ev_loop_new(EVBACKEND_EPOLL) failed");
         return 1;
     }
-    if (wse_conn_setup(K.loop, a->cfg, a->slot) < 0) {
+    if (wse_conn_setup(K.loop, a->cfg, a->stats) < 0) {
         log_error("out of memory setting up the worker");
         return 1;
     }
@@ -253,6 +264,10 @@ int wse_worker_run(const struct wse_worker_args *a)
     ev_timer_init(&K.drain_timer, on_drain_timeout, 0, 0);
     ev_signal_init(&K.sigterm, on_sigterm, SIGTERM);
     ev_signal_start(K.loop, &K.sigterm);
+    ev_timer_init(&K.heartbeat, on_heartbeat, 0, 1.0);
+    ev_timer_again(K.loop, &K.heartbeat);
+    wse_stats_slot_set(a->stats, getpid(), a->slot, a->generation, WSE_SLOT_RUNNING);
+    wse_stats_heartbeat(a->stats);
 
     if (wse_chan_send(a->chan_fd, WSE_CHAN_READY, a->generation) < 0)
         wse_log_errno(WSE_LOG_WARN, "send", "telling the master we are ready");

@@ -1,0 +1,332 @@
+/*
+ * stats_cli.c - `wsechod stats`: reads the shared-memory segment (stats.h)
+ * and prints a table, JSON or the Prometheus text format, once or with
+ * --watch.  It only reads: a reader cannot disturb the server.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "stats.h"
+#include "stats_cli.h"
+
+enum format { FMT_TABLE, FMT_JSON, FMT_PROM };
+
+struct view {
+    struct wse_stats st;
+    struct wse_stats_slot *slots;
+    uint64_t totals[WSE_STAT_COUNT];
+};
+
+static const char *const state_names[] = {
+    [WSE_SLOT_EMPTY] = "empty", [WSE_SLOT_STARTING] = "starting",
+    [WSE_SLOT_RUNNING] = "running", [WSE_SLOT_DRAINING] = "draining",
+    [WSE_SLOT_EXITED] = "exited",
+};
+
+static const char *state_name(uint32_t state)
+{
+    return state < sizeof state_names / sizeof state_names[0] ? state_names[state] : "?";
+}
+
+static void usage(FILE *fp)
+{
+    fprintf(fp, "Usage: wsechod stats [--stats-name NAME | -c CONFIG] [--json | --prometheus]\n"
+                "                     [--watch [SECONDS]]\n"
+                "Reads the live counters of a running wsechod.  Without --stats-name or -c,\n"
+                "the segment of the default configuration (port 8000) is read.\n");
+}
+
+/* The segment name the server would use with this configuration file. */
+static int name_from_config(const char *file, char *out, size_t n)
+{
+    static struct wse_config cfg;
+    char err[512];
+    char *argv[] = {"wsechod", "-c", (char *)file, NULL};
+
+    if (wse_config_load(&cfg, 3, argv, err, sizeof err) != 0) {
+        fprintf(stderr, "wsechod stats: %s\n", err);
+        return -1;
+    }
+    wse_stats_default_name(out, n, cfg.stats_name, cfg.listen[0].port);
+    return 0;
+}
+
+static uint64_t sum(const uint64_t *c, enum wse_stat_index a, enum wse_stat_index b)
+{
+    return c[a] + c[b];
+}
+
+static uint64_t errors(const uint64_t *c)
+{
+    return c[WSE_STAT_err_1002] + c[WSE_STAT_err_1007] + c[WSE_STAT_err_1009];
+}
+
+static void human(char *out, size_t n, double v)
+{
+    static const char *const units[] = {"", "K", "M", "G", "T", "P"};
+    int u = 0;
+    while (v >= 10000 && u < 5) {
+        v /= 1000;
+        u++;
+    }
+    snprintf(out, n, u ? "%.1f%s" : "%.0f%s", v, units[u]);
+}
+
+static void table_row(const char *who, const char *pid, const char *gen, const char *state,
+                      const uint64_t *c, const double *rate)
+{
+    char open[16], acc[16], mi[16], mo[16], bi[16], bo[16], err[16];
+    human(open, sizeof open, (double)c[WSE_STAT_conn_open]);
+    human(acc, sizeof acc, (double)c[WSE_STAT_conn_accepted]);
+    human(mi, sizeof mi, (double)sum(c, WSE_STAT_msgs_in_text, WSE_STAT_msgs_in_binary));
+    human(mo, sizeof mo, (double)sum(c, WSE_STAT_msgs_out_text, WSE_STAT_msgs_out_binary));
+    human(bi, sizeof bi, (double)sum(c, WSE_STAT_bytes_in_text, WSE_STAT_bytes_in_binary));
+    human(bo, sizeof bo, (double)sum(c, WSE_STAT_bytes_out_text, WSE_STAT_bytes_out_binary));
+    human(err, sizeof err, (double)errors(c));
+    printf("%-7s %-8s %-4s %-9s %8s %9s %9s %9s %9s %9s %7s", who, pid, gen, state, open, acc,
+           mi, mo, bi, bo, err);
+    if (rate) {
+        char r1[16], r2[16];
+        human(r1, sizeof r1, rate[0]);
+        human(r2, sizeof r2, rate[1]);
+        printf(" %9s %9s", r1, r2);
+    }
+    putchar('\n');
+}
+
+static void rates(const uint64_t *now, const uint64_t *before, double dt, double out[2])
+{
+    uint64_t m1 = sum(now, WSE_STAT_msgs_in_text, WSE_STAT_msgs_in_binary);
+    uint64_t m0 = sum(before, WSE_STAT_msgs_in_text, WSE_STAT_msgs_in_binary);
+    uint64_t b1 = sum(now, WSE_STAT_bytes_in_text, WSE_STAT_bytes_in_binary);
+    uint64_t b0 = sum(before, WSE_STAT_bytes_in_text, WSE_STAT_bytes_in_binary);
+    out[0] = m1 >= m0 && dt > 0 ? (double)(m1 - m0) / dt : 0;
+    out[1] = b1 >= b0 && dt > 0 ? (double)(b1 - b0) / dt : 0;
+}
+
+static void print_table(const struct view *v, const struct view *prev, double dt)
+{
+    const struct wse_stats_header *h = v->st.hdr;
+    time_t started = (time_t)(h->start_time_ms / 1000);
+    long up = (long)(time(NULL) - started);
+    double rate[2];
+
+    printf("wsechod stats %s: master pid %d, up %ldh%02ldm%02lds, generation %u, %u workers\n",
+           v->st.name, h->master_pid, up / 3600, up / 60 % 60, up % 60, h->generation, h->workers);
+    printf("%-7s %-8s %-4s %-9s %8s %9s %9s %9s %9s %9s %7s%s\n", "worker", "pid", "gen", "state",
+           "open", "accepted", "msgs in", "msgs out", "bytes in", "bytes out", "errors",
+           prev ? "    msgs/s   bytes/s" : "");
+    for (unsigned k = 0; k < h->nslots; k++) {
+        const struct wse_stats_slot *s = &v->slots[k];
+        if (s->state == WSE_SLOT_EMPTY)
+            continue;
+        char who[16], pid[16], gen[16];
+        snprintf(who, sizeof who, "%d", s->worker);
+        snprintf(pid, sizeof pid, "%d", s->pid);
+        snprintf(gen, sizeof gen, "%u", s->generation);
+        /* A slot reused by another process since the last sample has no rate. */
+        bool same = prev && prev->slots[k].pid == s->pid;
+        if (same)
+            rates(s->c, prev->slots[k].c, dt, rate);
+        table_row(who, pid, gen, state_name(s->state), s->c, same ? rate : (prev ? (double[2]){0, 0} : NULL));
+    }
+    if (prev)
+        rates(v->totals, prev->totals, dt, rate);
+    table_row("total", "", "", "", v->totals, prev ? rate : NULL);
+}
+
+static void json_counters(const uint64_t *c)
+{
+    putchar('{');
+    for (int i = 0; i < WSE_STAT_COUNT; i++)
+        printf("%s\"%s\": %llu", i ? ", " : "", wse_stat_field[i], (unsigned long long)c[i]);
+    putchar('}');
+}
+
+static void print_json(const struct view *v)
+{
+    const struct wse_stats_header *h = v->st.hdr;
+    bool first = true;
+
+    printf("{\"name\": \"%s\", \"header\": {\"version\": %u, \"master_pid\": %d, "
+           "\"start_time_ms\": %llu, \"generation\": %u, \"workers\": %u, \"slots\": %u}, "
+           "\"workers\": [",
+           v->st.name, h->version, h->master_pid, (unsigned long long)h->start_time_ms,
+           h->generation, h->workers, h->nslots);
+    for (unsigned k = 0; k < h->nslots; k++) {
+        const struct wse_stats_slot *s = &v->slots[k];
+        if (s->state == WSE_SLOT_EMPTY)
+            continue;
+        printf("%s{\"slot\": %u, \"worker\": %d, \"pid\": %d, \"generation\": %u, "
+               "\"state\": \"%s\", \"heartbeat_ms\": %llu, \"counters\": ",
+               first ? "" : ", ", k, s->worker, s->pid, s->generation, state_name(s->state),
+               (unsigned long long)s->heartbeat_ms);
+        json_counters(s->c);
+        putchar('}');
+        first = false;
+    }
+    printf("], \"retired\": ");
+    json_counters(h->retired);
+    printf(", \"totals\": ");
+    json_counters(v->totals);
+    printf("}\n");
+}
+
+static void prom_sample(int i, const char *labels, uint64_t value)
+{
+    const char *own = wse_stat_labels[i];
+    printf("%s{%s%s%s} %llu\n", wse_stat_prom[i], labels, own[0] ? "," : "", own,
+           (unsigned long long)value);
+}
+
+/*
+ * One metric family per name, one sample per worker process (labels worker
+ * and generation: old and new processes of a slot overlap during a reload)
+ * plus worker="retired" for exited processes, so that sum() is the total and
+ * never goes backwards.
+ */
+static void print_prometheus(const struct view *v)
+{
+    const struct wse_stats_header *h = v->st.hdr;
+
+    for (int i = 0; i < WSE_STAT_COUNT; i++) {
+        if (i == 0 || strcmp(wse_stat_prom[i], wse_stat_prom[i - 1]) != 0) {
+            printf("# HELP %s %s\n", wse_stat_prom[i], wse_stat_help[i]);
+            printf("# TYPE %s %s\n", wse_stat_prom[i], wse_stat_is_gauge[i] ? "gauge" : "counter");
+        }
+        for (unsigned k = 0; k < h->nslots; k++) {
+            const struct wse_stats_slot *s = &v->slots[k];
+            char labels[64];
+            if (s->state == WSE_SLOT_EMPTY)
+                continue;
+            snprintf(labels, sizeof labels, "worker=\"%d\",generation=\"%u\"", s->worker,
+                     s->generation);
+            prom_sample(i, labels, s->c[i]);
+        }
+        if (!wse_stat_is_gauge[i])
+            prom_sample(i, "worker=\"retired\"", v->st.hdr->retired[i]);
+    }
+}
+
+static int take(struct view *v, const char *name)
+{
+    char err[512];
+
+    if (!v->st.hdr) {
+        if (wse_stats_attach(&v->st, name, err, sizeof err) < 0) {
+            fprintf(stderr, "wsechod stats: %s\n", err);
+            return -1;
+        }
+        v->slots = calloc(v->st.hdr->nslots, sizeof *v->slots);
+        if (!v->slots)
+            return -1;
+    }
+    wse_stats_snapshot(&v->st, v->slots, v->totals);
+    return 0;
+}
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Refreshes in place like top(1) until interrupted or the server goes away. */
+static int watch(const char *name, double interval)
+{
+    struct view a = {0}, b = {0};
+    struct view *cur = &a, *prev = NULL;
+    double t_prev = 0;
+
+    for (;;) {
+        if (take(cur, name) < 0)
+            return 1;
+        double t = mono();
+        printf("\033[H\033[2J");
+        print_table(cur, prev, t - t_prev);
+        fflush(stdout);
+        /* The segment outlives nothing: a stopped master unlinks it. */
+        if (kill(cur->st.hdr->master_pid, 0) < 0 && errno == ESRCH) {
+            printf("master %d is gone\n", cur->st.hdr->master_pid);
+            return 0;
+        }
+        if (!prev) {
+            b.st = a.st;
+            b.slots = calloc(a.st.hdr->nslots, sizeof *b.slots);
+            if (!b.slots)
+                return 1;
+        }
+        prev = cur;
+        cur = cur == &a ? &b : &a;
+        t_prev = t;
+        struct timespec ts = {(time_t)interval, (long)((interval - (double)(time_t)interval) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+int wse_stats_cli(int argc, char *argv[])
+{
+    char name[WSE_STR_MAX + 2] = "";
+    enum format fmt = FMT_TABLE;
+    double interval = 0;
+
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--json")) {
+            fmt = FMT_JSON;
+        } else if (!strcmp(a, "--prometheus")) {
+            fmt = FMT_PROM;
+        } else if (!strcmp(a, "--watch")) {
+            interval = 1;
+            if (i + 1 < argc && argv[i + 1][0] != '-') {
+                char *end;
+                interval = strtod(argv[++i], &end);
+                if (*end || interval < 0.1 || interval > 3600) {
+                    fprintf(stderr, "wsechod stats: --watch: expected seconds from 0.1 to 3600, got '%s'\n", argv[i]);
+                    return 2;
+                }
+            }
+        } else if (!strcmp(a, "--stats-name") && i + 1 < argc) {
+            wse_stats_default_name(name, sizeof name, argv[++i], 0);
+        } else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc) {
+            if (name_from_config(argv[++i], name, sizeof name) < 0)
+                return 2;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "wsechod stats: unknown or incomplete argument '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!name[0])
+        wse_stats_default_name(name, sizeof name, NULL, 8000);
+    if (interval > 0) {
+        if (fmt != FMT_TABLE) {
+            fprintf(stderr, "wsechod stats: --watch shows the table only\n");
+            return 2;
+        }
+        return watch(name, interval);
+    }
+
+    struct view v = {0};
+    if (take(&v, name) < 0)
+        return 1;
+    if (fmt == FMT_JSON)
+        print_json(&v);
+    else if (fmt == FMT_PROM)
+        print_prometheus(&v);
+    else
+        print_table(&v, NULL, 0);
+    free(v.slots);
+    wse_stats_close(&v.st);
+    return 0;
+}
