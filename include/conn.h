@@ -43,6 +43,12 @@ void wse_conn_set_draining(void);
  */
 void wse_conn_close_all(uint16_t code, const char *reason);
 
+/*
+ * Starts closing at most n open connections (for spreading a drain's
+ * closes over time); returns how many.  0 means none is left open.
+ */
+unsigned wse_conn_close_some(unsigned n, uint16_t code, const char *reason);
+
 /* Size of struct conn, for the memory figures in logs and docs. */
 size_t wse_conn_struct_size(void);
 

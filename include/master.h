@@ -18,4 +18,10 @@
  */
 int wse_master_run(const struct wse_config *cfg, int argc, char *const argv[]);
 
+/*
+ * -s NAME: sends reload (HUP), quit (QUIT), stop (TERM) or reopen (USR1) to
+ * the master whose pid is in cfg->pid_file.  Returns the exit status.
+ */
+int wse_master_signal(const struct wse_config *cfg);
+
 #endif

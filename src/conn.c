@@ -300,8 +300,12 @@ static void batch_reset(void)
 
 static void flush(struct conn *c)
 {
-    if (W.niov && !(c->flags & F_DEAD))
+    if (c->flags & F_DEAD)
+        ;
+    else if (W.niov)
         send_iov(c, W.iov, W.niov, W.batch_bytes);
+    else if ((c->flags & (F_SHUT_AFTER | F_SHUT_DONE)) == F_SHUT_AFTER)
+        after_output(c);    /* nothing to send, but a FIN is due */
     batch_reset();
 }
 
@@ -981,6 +985,22 @@ void wse_conn_close_all(uint16_t code, const char *reason)
     each_on(&W.hs_list, close_one, code, reason);
     each_on(&W.idle_list, close_one, code, reason);
     each_on(&W.pinged_list, close_one, code, reason);
+}
+
+/* Open connections are on the idle or pinged list; the longest quiet go first. */
+unsigned wse_conn_close_some(unsigned n, uint16_t code, const char *reason)
+{
+    unsigned done = 0;
+    struct wse_tlist *lists[] = {&W.pinged_list, &W.idle_list};
+
+    for (size_t i = 0; i < countof(lists) && done < n; i++) {
+        while (done < n && lists[i]->head.next != &lists[i]->head) {
+            struct conn *c = container_of(lists[i]->head.next, struct conn, tl);
+            start_close(c, code, reason);   /* moves it to the close list */
+            done++;
+        }
+    }
+    return done;
 }
 
 size_t wse_conn_struct_size(void)

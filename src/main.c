@@ -37,8 +37,7 @@ int main(int argc, char *argv[])
                cfg.config_file[0] ? " " : "");
         return 0;
     case WSE_MODE_SIGNAL:
-        fprintf(stderr, "wsechod: -s is not supported yet\n");
-        return 2;
+        return wse_master_signal(&cfg);
     case WSE_MODE_SERVE:
         break;
     }

@@ -1,6 +1,19 @@
 /*
- * master.c - slot table, listeners, spawn / respawn with back-off, signals,
- * pid file.
+ * master.c - listeners, worker processes and their generations, spawn and
+ * respawn with back-off, signals, reload, pid file, the stats segment.
+ *
+ * Listeners: for every listen address the master keeps a group of
+ * SO_REUSEPORT sockets, one per worker slot ever used, and never closes one
+ * while its address stays configured: closing a reuseport socket drops the
+ * connections waiting in its queue.  When the worker count shrinks, the
+ * sockets of the vanished slots are adopted by the remaining workers (slot j
+ * is watched by worker j mod N), so the kernel can keep using them.
+ *
+ * Reload (SIGHUP) is build, validate, swap: the configuration is read again
+ * (a bad one changes nothing), a new generation of workers starts on the
+ * same sockets, and only when every new worker reports ready are the old
+ * ones told to drain.  Old generations drain side by side, as many as the
+ * reloads that came.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,36 +40,59 @@
 #define RESPAWN_MAX 5.0
 #define QUICK_DEATH 1.0          /* dying sooner than this after start counts as failing */
 #define STOP_KILL_AFTER 3.0      /* fast stop: SIGKILL what is left after this */
+#define READY_TIMEOUT 10.0       /* a new generation must be serving within this */
+#define MAX_GROUPS (2 * WSE_MAX_LISTEN)   /* old and new addresses during a reload */
 
-enum slot_state { SLOT_EMPTY, SLOT_STARTING, SLOT_RUNNING, SLOT_STOPPING };
+enum proc_state { P_STARTING, P_RUNNING, P_DRAINING, P_STOPPING };
 
-struct slot {
-    int index;
+struct proc {
+    struct proc *next;
     pid_t pid;
-    int chan;                    /* master end of the channel, -1 when none */
-    ev_io chan_io;
-    ev_timer respawn;
-    ev_tstamp started;
-    unsigned fails;              /* consecutive quick deaths */
+    int slot;                    /* worker index within its generation */
     unsigned generation;
-    enum slot_state state;
-    int stats_slot;              /* index in the stats segment, -1 when none */
-    int lfds[WSE_MAX_LISTEN];
+    enum proc_state state;
+    int chan;                    /* master end of the channel, -1 once closed */
+    ev_io chan_io;
+    int stats_slot;
+    ev_tstamp started;
+};
+
+/* One listen address: its sockets, one per worker slot ever used. */
+struct group {
+    struct wse_listen addr;
+    int fds[WSE_MAX_WORKERS];
+    unsigned nfds;
+    unsigned committed;          /* sockets a serving generation watches */
+    bool used;
+};
+
+/* A worker slot of the current generation: what respawning needs. */
+struct wslot {
+    struct proc *proc;           /* NULL while waiting to respawn */
+    unsigned fails;              /* consecutive quick deaths */
+    ev_timer respawn;
 };
 
 static struct {
     struct ev_loop *loop;
-    struct wse_config cfg;
+    struct wse_config cfg;       /* the configuration being served */
+    struct wse_config next;      /* a reload's configuration until its workers serve */
     int argc;
     char *const *argv;
-    struct slot *slots;
+    struct proc *procs;          /* every live worker process, all generations */
+    struct wslot slots[WSE_MAX_WORKERS];
     unsigned nslots;
+    struct group groups[MAX_GROUPS];
     int sigfd;
     ev_io sig_io;
-    struct wse_stats stats;
     ev_timer kill_timer;
-    unsigned generation;
-    bool serving;                /* every slot reported ready once */
+    ev_timer ready_timer;        /* a reload's deadline */
+    struct wse_stats stats;
+    unsigned generation;         /* the generation owning the slots (the new one in a reload) */
+    unsigned prev_generation;    /* the one serving while a reload starts */
+    unsigned generations;        /* numbers handed out, never reused */
+    bool reloading;              /* generation `generation` is starting */
+    bool serving;                /* the first generation reported ready */
     bool stopping;
     int exit_status;
     pid_t pid;
@@ -64,7 +100,8 @@ static struct {
 
 static const int handled_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGCHLD};
 
-static void spawn(struct slot *s);
+static void spawn(unsigned slot, const struct wse_config *cfg, unsigned generation);
+static void begin_stop(bool graceful, int status);
 
 /* ---- pid file ---------------------------------------------------------- */
 
@@ -87,129 +124,400 @@ static int write_pid_file(const char *path)
     return rename(tmp, path);
 }
 
-/* ---- the child's side of fork ------------------------------------------ */
+/* ---- listener groups ----------------------------------------------------- */
 
-/* Closes in the child everything of the master's that is not this slot's. */
-static void child_cleanup(const struct slot *mine)
+static bool same_addr(const struct wse_listen *a, const struct wse_listen *b)
 {
-    for (unsigned i = 0; i < M.nslots; i++) {
-        const struct slot *s = &M.slots[i];
-        if (s->chan >= 0 && s != mine)
-            close(s->chan);
-        if (s == mine)
-            continue;
-        for (unsigned l = 0; l < M.cfg.nlisten; l++)
-            if (s->lfds[l] >= 0)
-                close(s->lfds[l]);
+    return a->family == b->family && a->port == b->port && strcmp(a->host, b->host) == 0;
+}
+
+static struct group *group_find(const struct wse_listen *addr)
+{
+    for (unsigned g = 0; g < MAX_GROUPS; g++)
+        if (M.groups[g].used && same_addr(&M.groups[g].addr, addr))
+            return &M.groups[g];
+    return NULL;
+}
+
+/* Makes sure addr has at least n sockets.  0, or -1 (logged). */
+static int group_ensure(const struct wse_listen *addr, unsigned n)
+{
+    struct group *grp = group_find(addr);
+    char err[256];
+
+    if (!grp) {
+        for (unsigned g = 0; g < MAX_GROUPS && !grp; g++)
+            if (!M.groups[g].used)
+                grp = &M.groups[g];
+        if (!grp) {
+            log_error("too many listen addresses at once");
+            return -1;
+        }
+        memset(grp, 0, sizeof *grp);
+        grp->addr = *addr;
+        grp->used = true;
     }
+    while (grp->nfds < n) {
+        int fd = wse_net_listen(addr, LISTEN_BACKLOG, err, sizeof err);
+        if (fd < 0) {
+            log_error("%s", err);
+            if (!grp->nfds)
+                grp->used = false;
+            return -1;
+        }
+        grp->fds[grp->nfds++] = fd;
+    }
+    return 0;
+}
+
+static void group_close(struct group *grp)
+{
+    for (unsigned i = 0; i < grp->nfds; i++)
+        close(grp->fds[i]);
+    log_info("stopped listening on %s", grp->addr.text);
+    grp->nfds = 0;
+    grp->used = false;
+}
+
+/* Opens what cfg needs.  0, or -1 when an address cannot be bound. */
+static int groups_open(const struct wse_config *cfg)
+{
+    for (unsigned l = 0; l < cfg->nlisten; l++)
+        if (group_ensure(&cfg->listen[l], cfg->workers) < 0)
+            return -1;
+    return 0;
+}
+
+/* After a swap: addresses no longer configured stop listening. */
+static void groups_prune(const struct wse_config *cfg)
+{
+    for (unsigned g = 0; g < MAX_GROUPS; g++) {
+        struct group *grp = &M.groups[g];
+        bool wanted = false;
+        for (unsigned l = 0; grp->used && l < cfg->nlisten; l++)
+            wanted |= same_addr(&grp->addr, &cfg->listen[l]);
+        if (grp->used && !wanted)
+            group_close(grp);
+        grp->committed = grp->nfds;
+    }
+}
+
+/*
+ * After a failed reload: sockets that only the abandoned generation would
+ * have watched are closed, or the kernel would keep queueing connections
+ * nobody accepts.  (Those already queued there are lost; logged.)
+ */
+static void groups_rollback(void)
+{
+    for (unsigned g = 0; g < MAX_GROUPS; g++) {
+        struct group *grp = &M.groups[g];
+        if (!grp->used || grp->nfds == grp->committed)
+            continue;
+        log_warn("reload undone: closing %u new sockets of %s", grp->nfds - grp->committed,
+                 grp->addr.text);
+        while (grp->nfds > grp->committed)
+            close(grp->fds[--grp->nfds]);
+        if (!grp->nfds)
+            grp->used = false;
+    }
+}
+
+static void groups_close_all(void)
+{
+    for (unsigned g = 0; g < MAX_GROUPS; g++)
+        if (M.groups[g].used)
+            group_close(&M.groups[g]);
+}
+
+/* The sockets worker `slot` of `nworkers` watches: slot j goes to j mod n. */
+static unsigned fds_for(const struct wse_config *cfg, unsigned slot, int *out, unsigned cap)
+{
+    unsigned n = 0;
+
+    for (unsigned l = 0; l < cfg->nlisten; l++) {
+        const struct group *grp = group_find(&cfg->listen[l]);
+        for (unsigned j = slot; grp && j < grp->nfds && n < cap; j += cfg->workers)
+            out[n++] = grp->fds[j];
+    }
+    return n;
+}
+
+/* ---- processes ----------------------------------------------------------- */
+
+static struct proc *proc_by_pid(pid_t pid)
+{
+    for (struct proc *p = M.procs; p; p = p->next)
+        if (p->pid == pid)
+            return p;
+    return NULL;
+}
+
+static void proc_close_chan(struct proc *p)
+{
+    if (p->chan < 0)
+        return;
+    ev_io_stop(M.loop, &p->chan_io);
+    close(p->chan);
+    p->chan = -1;
+}
+
+static void proc_unlink(struct proc *p)
+{
+    for (struct proc **pp = &M.procs; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    }
+    proc_close_chan(p);
+    free(p);
+}
+
+static void tell(struct proc *p, uint32_t type)
+{
+    if (p->chan < 0 || wse_chan_send(p->chan, type, 0) < 0) {
+        /* A worker that cannot hear us is stopped the blunt way. */
+        if (type != WSE_CHAN_REOPEN)
+            kill(p->pid, SIGTERM);
+    }
+}
+
+/* Closes in the child everything of the master's that is not its own. */
+static void child_cleanup(const int *keep, unsigned nkeep)
+{
+    for (unsigned g = 0; g < MAX_GROUPS; g++) {
+        const struct group *grp = &M.groups[g];
+        for (unsigned i = 0; grp->used && i < grp->nfds; i++) {
+            bool mine = false;
+            for (unsigned k = 0; k < nkeep && !mine; k++)
+                mine = keep[k] == grp->fds[i];
+            if (!mine)
+                close(grp->fds[i]);
+        }
+    }
+    for (struct proc *p = M.procs; p; p = p->next)
+        if (p->chan >= 0)
+            close(p->chan);
     close(M.sigfd);
-    /* The master's loop (an ev_loop_new one, no signal handlers) is freed
-     * with its epoll fd; the child builds its own. */
+    /* The master's loop (ev_loop_new, no signal handlers of libev's) is
+     * freed with its epoll fd; the child builds its own. */
     ev_loop_destroy(M.loop);
 }
 
-/* ---- slots -------------------------------------------------------------- */
-
 static void on_chan(struct ev_loop *loop, ev_io *w, int revents);
 
-static void slot_close_chan(struct slot *s)
+static void child_main(struct proc *p, const struct wse_config *cfg, int chan_fd)
 {
-    if (s->chan < 0)
-        return;
-    ev_io_stop(M.loop, &s->chan_io);
-    close(s->chan);
-    s->chan = -1;
+    static int fds[WSE_MAX_LISTEN * WSE_MAX_WORKERS];
+    unsigned n = fds_for(cfg, (unsigned)p->slot, fds, countof(fds));
+    struct wse_worker_args args = {
+        .slot = p->slot, .generation = p->generation, .master_pid = M.pid, .cfg = cfg,
+        .listen_fds = fds, .nlisten = n, .chan_fd = chan_fd,
+        .stats = &M.stats.slots[p->stats_slot],
+    };
+
+    child_cleanup(fds, n);
+    _exit(wse_worker_run(&args));
 }
 
-static void spawn(struct slot *s)
+static void respawn_later(unsigned slot, double delay)
+{
+    ev_timer_stop(M.loop, &M.slots[slot].respawn);
+    ev_timer_set(&M.slots[slot].respawn, delay, 0);
+    ev_timer_start(M.loop, &M.slots[slot].respawn);
+}
+
+static void spawn(unsigned slot, const struct wse_config *cfg, unsigned generation)
 {
     int fds[2];
+    int stats_slot = wse_stats_free_slot(&M.stats);
 
-    if (wse_chan_pair(fds) < 0) {
-        wse_log_errno(WSE_LOG_ERROR, "socketpair", "worker %d", s->index);
-        ev_timer_set(&s->respawn, RESPAWN_MAX, 0);
-        ev_timer_start(M.loop, &s->respawn);
+    if (stats_slot < 0 || wse_chan_pair(fds) < 0) {
+        wse_log_errno(WSE_LOG_ERROR, stats_slot < 0 ? "stats slot" : "socketpair",
+                      "starting worker %u", slot);
+        respawn_later(slot, RESPAWN_MAX);
         return;
     }
-    s->generation = M.generation;
-    s->stats_slot = wse_stats_free_slot(&M.stats);
-    if (s->stats_slot < 0) {
-        log_error("no free stats slot for worker %d", s->index);
+    struct proc *p = calloc(1, sizeof *p);
+    if (!p) {
         close(fds[0]);
         close(fds[1]);
+        respawn_later(slot, RESPAWN_MAX);
         return;
     }
-    /* The master writes a slot only while no worker owns it: before fork
-     * and after the worker is reaped; in between the worker does. */
-    struct wse_stats_slot *st = &M.stats.slots[s->stats_slot];
-    wse_stats_slot_set(st, 0, s->index, s->generation, WSE_SLOT_STARTING);
+    p->slot = (int)slot;
+    p->generation = generation;
+    p->stats_slot = stats_slot;
+    p->state = P_STARTING;
+    /* The master writes a stats slot only while no worker owns it: before
+     * fork and after the worker is reaped; in between the worker does. */
+    wse_stats_slot_set(&M.stats.slots[stats_slot], 0, (int)slot, generation, WSE_SLOT_STARTING);
+
     pid_t pid = fork();
     if (pid < 0) {
-        wse_log_errno(WSE_LOG_ERROR, "fork", "worker %d", s->index);
-        wse_stats_slot_set(st, 0, -1, 0, WSE_SLOT_EMPTY);
-        s->stats_slot = -1;
+        wse_log_errno(WSE_LOG_ERROR, "fork", "worker %u", slot);
+        wse_stats_slot_set(&M.stats.slots[stats_slot], 0, -1, 0, WSE_SLOT_EMPTY);
         close(fds[0]);
         close(fds[1]);
-        ev_timer_set(&s->respawn, RESPAWN_MAX, 0);
-        ev_timer_start(M.loop, &s->respawn);
+        free(p);
+        respawn_later(slot, RESPAWN_MAX);
         return;
     }
     if (pid == 0) {
-        struct wse_worker_args args = {
-            .slot = s->index, .generation = s->generation, .master_pid = M.pid,
-            .cfg = &M.cfg, .listen_fds = s->lfds, .nlisten = M.cfg.nlisten,
-            .chan_fd = fds[1], .stats = st,
-        };
         close(fds[0]);
-        child_cleanup(s);
-        _exit(wse_worker_run(&args));
+        child_main(p, cfg, fds[1]);
     }
     close(fds[1]);
-    s->pid = pid;
-    s->chan = fds[0];
-    s->state = SLOT_STARTING;
-    s->started = ev_now(M.loop);
-    ev_io_init(&s->chan_io, on_chan, s->chan, EV_READ);
-    ev_io_start(M.loop, &s->chan_io);
+    p->pid = pid;
+    p->chan = fds[0];
+    p->started = ev_now(M.loop);
+    ev_io_init(&p->chan_io, on_chan, p->chan, EV_READ);
+    ev_io_start(M.loop, &p->chan_io);
+    p->next = M.procs;
+    M.procs = p;
+    if (generation == M.generation)
+        M.slots[slot].proc = p;
 }
 
 static void on_respawn(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    struct slot *s = container_of(t, struct slot, respawn);
+    struct wslot *ws = container_of(t, struct wslot, respawn);
     (void)loop, (void)revents;
-    if (!M.stopping)
-        spawn(s);
+    if (!M.stopping && !ws->proc)
+        spawn((unsigned)(ws - M.slots), &M.cfg, M.generation);
 }
 
-static bool all_running(void)
+/* ---- generations --------------------------------------------------------- */
+
+static bool generation_ready(unsigned generation)
 {
-    for (unsigned i = 0; i < M.nslots; i++)
-        if (M.slots[i].state != SLOT_RUNNING)
-            return false;
-    return true;
+    unsigned ready = 0;
+    for (struct proc *p = M.procs; p; p = p->next)
+        if (p->generation == generation && p->state == P_RUNNING)
+            ready++;
+    return ready == M.nslots;
+}
+
+/* Every new worker serves: make the new configuration current, drain the rest. */
+static void swap_generation(void)
+{
+    unsigned draining = 0;
+
+    ev_timer_stop(M.loop, &M.ready_timer);
+    M.reloading = false;
+    M.cfg = M.next;
+    groups_prune(&M.cfg);
+    for (struct proc *p = M.procs; p; p = p->next) {
+        if (p->generation < M.generation && p->state != P_DRAINING && p->state != P_STOPPING) {
+            p->state = P_DRAINING;
+            tell(p, WSE_CHAN_DRAIN);
+            draining++;
+        }
+    }
+    __atomic_store_n(&M.stats.hdr->generation, M.generation, __ATOMIC_RELAXED);
+    M.stats.hdr->workers = M.cfg.workers;
+    log_info("reload: generation %u serving with %u workers; %u old workers draining",
+             M.generation, M.nslots, draining);
+}
+
+static void on_ready(struct proc *p)
+{
+    p->state = P_RUNNING;
+    log_debug("worker %d (pid %d, generation %u) ready", p->slot, (int)p->pid, p->generation);
+    if (p->generation != M.generation || !generation_ready(M.generation))
+        return;
+    if (!M.serving) {
+        M.serving = true;
+        log_info("serving %s%s with %u workers", M.cfg.listen[0].text,
+                 M.cfg.nlisten > 1 ? " and more" : "", M.nslots);
+    } else if (M.reloading) {
+        swap_generation();
+    }
 }
 
 static void on_chan(struct ev_loop *loop, ev_io *w, int revents)
 {
-    struct slot *s = container_of(w, struct slot, chan_io);
+    struct proc *p = container_of(w, struct proc, chan_io);
     struct wse_chan_rec rec;
     int rc;
     (void)loop, (void)revents;
 
-    while ((rc = wse_chan_recv(w->fd, &rec)) == 1) {
-        if (rec.type == WSE_CHAN_READY && s->state == SLOT_STARTING) {
-            s->state = SLOT_RUNNING;
-            log_debug("worker %d (pid %d) ready", s->index, (int)s->pid);
-            if (!M.serving && all_running()) {
-                M.serving = true;
-                log_info("serving %s%s with %u workers", M.cfg.listen[0].text,
-                         M.cfg.nlisten > 1 ? " and more" : "", M.nslots);
-            }
+    while ((rc = wse_chan_recv(w->fd, &rec)) == 1)
+        if (rec.type == WSE_CHAN_READY && p->state == P_STARTING)
+            on_ready(p);
+    if (rc == 0)
+        proc_close_chan(p);     /* the worker is gone; SIGCHLD tells how */
+}
+
+/* A reload whose workers did not all come up is undone: the old ones stay. */
+static void abandon_reload(const char *why)
+{
+    log_error("reload failed: %s; generation %u keeps serving", why, M.prev_generation);
+    ev_timer_stop(M.loop, &M.ready_timer);
+    for (struct proc *p = M.procs; p; p = p->next) {
+        if (p->generation == M.generation) {
+            p->state = P_STOPPING;
+            tell(p, WSE_CHAN_STOP);
         }
     }
-    if (rc == 0)
-        slot_close_chan(s);     /* the worker is gone; SIGCHLD tells how */
+    M.reloading = false;
+    M.generation = M.prev_generation;
+    groups_rollback();
+    /* Slots point at the generation that keeps serving. */
+    M.nslots = M.cfg.workers;
+    for (unsigned i = 0; i < M.nslots; i++) {
+        M.slots[i].proc = NULL;
+        for (struct proc *p = M.procs; p; p = p->next)
+            if (p->generation == M.generation && p->slot == (int)i && p->state != P_DRAINING)
+                M.slots[i].proc = p;
+    }
 }
+
+static void on_ready_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)t, (void)revents;
+    if (M.reloading)
+        abandon_reload("new workers not ready in time");
+}
+
+static void reload(void)
+{
+    char err[512];
+
+    if (M.stopping)
+        return;
+    if (M.reloading) {
+        log_warn("SIGHUP: a reload is still starting its workers; try again once it serves");
+        return;
+    }
+    if (wse_config_load(&M.next, M.argc, M.argv, err, sizeof err) != 0) {
+        log_error("reload: %s; configuration unchanged", err);
+        return;
+    }
+    if (M.next.pid_file[0] && strcmp(M.next.pid_file, M.cfg.pid_file) != 0)
+        log_warn("reload: pid-file cannot change on reload; keeping %s", M.cfg.pid_file);
+    snprintf(M.next.pid_file, sizeof M.next.pid_file, "%s", M.cfg.pid_file);
+    snprintf(M.next.stats_name, sizeof M.next.stats_name, "%s", M.cfg.stats_name);
+    if (groups_open(&M.next) < 0) {
+        log_error("reload: cannot listen on the new addresses; configuration unchanged");
+        return;
+    }
+    M.prev_generation = M.generation;
+    M.generation = ++M.generations;
+    M.reloading = true;
+    M.nslots = M.next.workers;
+    log_info("reload: starting generation %u with %u workers", M.generation, M.nslots);
+    for (unsigned i = 0; i < M.nslots; i++) {
+        ev_timer_stop(M.loop, &M.slots[i].respawn);
+        M.slots[i].proc = NULL;
+        M.slots[i].fails = 0;
+        spawn(i, &M.next, M.generation);
+    }
+    ev_timer_set(&M.ready_timer, READY_TIMEOUT, 0);
+    ev_timer_start(M.loop, &M.ready_timer);
+}
+
+/* ---- deaths --------------------------------------------------------------- */
 
 static void describe_exit(int status, char *out, size_t n)
 {
@@ -222,59 +530,61 @@ static void describe_exit(int status, char *out, size_t n)
         snprintf(out, n, "ended with status %#x", status);
 }
 
-static bool any_alive(void)
+static void respawn_slot(unsigned slot, ev_tstamp lived, const char *how, pid_t pid)
 {
-    for (unsigned i = 0; i < M.nslots; i++)
-        if (M.slots[i].pid > 0)
-            return true;
-    return false;
-}
-
-static void begin_stop(bool graceful, int status);
-
-static void worker_died(struct slot *s, int status)
-{
-    char how[96];
-    pid_t pid = s->pid;
-    ev_tstamp lived = ev_now(M.loop) - s->started;
-
-    describe_exit(status, how, sizeof how);
-    slot_close_chan(s);
-    s->pid = 0;
-    if (s->stats_slot >= 0) {
-        /* Totals never go backwards: fold before the slot is reused. */
-        wse_stats_retire(&M.stats, (unsigned)s->stats_slot);
-        wse_stats_slot_set(&M.stats.slots[s->stats_slot], 0, -1, 0, WSE_SLOT_EMPTY);
-        s->stats_slot = -1;
-    }
-    if (M.stopping) {
-        log_info("worker %d %s", s->index, how);
-        s->state = SLOT_EMPTY;
-        return;
-    }
-    if (!M.serving) {
-        log_error("worker %d failed to start: %s", s->index, how);
-        s->state = SLOT_EMPTY;
-        begin_stop(false, 1);
-        return;
-    }
-    s->fails = lived < QUICK_DEATH ? s->fails + 1 : 0;
+    struct wslot *ws = &M.slots[slot];
     double delay = 0;
-    if (s->fails) {
+
+    ws->proc = NULL;
+    ws->fails = lived < QUICK_DEATH ? ws->fails + 1 : 0;
+    if (ws->fails) {
         delay = RESPAWN_MIN;
-        for (unsigned i = 1; i < s->fails && delay < RESPAWN_MAX; i++)
+        for (unsigned i = 1; i < ws->fails && delay < RESPAWN_MAX; i++)
             delay *= 2;
         if (delay > RESPAWN_MAX)
             delay = RESPAWN_MAX;
     }
-    log_error("worker %d (pid %d) %s; respawning in %.1f s", s->index, (int)pid, how, delay);
-    s->state = SLOT_EMPTY;
-    if (delay == 0) {
-        spawn(s);
-    } else {
-        ev_timer_set(&s->respawn, delay, 0);
-        ev_timer_start(M.loop, &s->respawn);
+    log_error("worker %u (pid %d) %s; respawning in %.1f s", slot, (int)pid, how, delay);
+    if (delay == 0)
+        spawn(slot, &M.cfg, M.generation);
+    else
+        respawn_later(slot, delay);
+}
+
+static void worker_died(struct proc *p, int status)
+{
+    char how[96];
+    ev_tstamp lived = ev_now(M.loop) - p->started;
+    bool current = p->generation == M.generation && p->state != P_DRAINING &&
+                   p->state != P_STOPPING;
+    unsigned slot = (unsigned)p->slot;
+    pid_t pid = p->pid;
+
+    unsigned generation = p->generation;
+
+    describe_exit(status, how, sizeof how);
+    /* Totals never go backwards: fold before the stats slot is reused. */
+    wse_stats_retire(&M.stats, (unsigned)p->stats_slot);
+    wse_stats_slot_set(&M.stats.slots[p->stats_slot], 0, -1, 0, WSE_SLOT_EMPTY);
+    bool was_starting = p->state == P_STARTING;
+    proc_unlink(p);
+
+    if (M.stopping || !current) {
+        log_info("worker %u (pid %d, generation %u) %s", slot, (int)pid, generation, how);
+        return;
     }
+    if (!M.serving) {
+        log_error("worker %u failed to start: %s", slot, how);
+        begin_stop(false, 1);
+        return;
+    }
+    if (M.reloading && was_starting) {
+        char why[160];
+        snprintf(why, sizeof why, "new worker %u %s", slot, how);
+        abandon_reload(why);
+        return;
+    }
+    respawn_slot(slot, lived, how, pid);
 }
 
 static void reap_children(void)
@@ -283,14 +593,11 @@ static void reap_children(void)
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        for (unsigned i = 0; i < M.nslots; i++) {
-            if (M.slots[i].pid == pid) {
-                worker_died(&M.slots[i], status);
-                break;
-            }
-        }
+        struct proc *p = proc_by_pid(pid);
+        if (p)
+            worker_died(p, status);
     }
-    if (M.stopping && !any_alive())
+    if (M.stopping && !M.procs)
         ev_break(M.loop, EVBREAK_ALL);
 }
 
@@ -299,11 +606,9 @@ static void reap_children(void)
 static void on_kill_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop, (void)t, (void)revents;
-    for (unsigned i = 0; i < M.nslots; i++) {
-        if (M.slots[i].pid > 0) {
-            log_warn("worker %d (pid %d) still running: SIGKILL", i, (int)M.slots[i].pid);
-            kill(M.slots[i].pid, SIGKILL);
-        }
+    for (struct proc *p = M.procs; p; p = p->next) {
+        log_warn("worker %d (pid %d) still running: SIGKILL", p->slot, (int)p->pid);
+        kill(p->pid, SIGKILL);
     }
 }
 
@@ -314,20 +619,23 @@ static void begin_stop(bool graceful, int status)
         return;
     M.stopping = true;
     M.exit_status = status;
-    double grace = graceful ? M.cfg.drain_timeout + M.cfg.close_timeout + 2 : STOP_KILL_AFTER;
-    for (unsigned i = 0; i < M.nslots; i++) {
-        struct slot *s = &M.slots[i];
-        ev_timer_stop(M.loop, &s->respawn);
-        if (s->pid <= 0)
+    ev_timer_stop(M.loop, &M.ready_timer);
+    /* No new connections: the workers close their copies as they stop. */
+    groups_close_all();
+    for (unsigned i = 0; i < WSE_MAX_WORKERS; i++)
+        ev_timer_stop(M.loop, &M.slots[i].respawn);
+    for (struct proc *p = M.procs; p; p = p->next) {
+        if (graceful && p->state == P_DRAINING)
             continue;
-        s->state = SLOT_STOPPING;
-        if (s->chan < 0 || wse_chan_send(s->chan, graceful ? WSE_CHAN_DRAIN : WSE_CHAN_STOP, 0) < 0)
-            kill(s->pid, SIGTERM);
+        p->state = graceful ? P_DRAINING : P_STOPPING;
+        tell(p, graceful ? WSE_CHAN_DRAIN : WSE_CHAN_STOP);
     }
+    double grace = graceful ? M.cfg.drain_timeout + M.cfg.close_spread + M.cfg.close_timeout + 3
+                            : STOP_KILL_AFTER;
     ev_timer_stop(M.loop, &M.kill_timer);
     ev_timer_set(&M.kill_timer, grace, 0);
     ev_timer_start(M.loop, &M.kill_timer);
-    if (!any_alive())
+    if (!M.procs)
         ev_break(M.loop, EVBREAK_ALL);
 }
 
@@ -337,9 +645,8 @@ static void reopen_logs(void)
 {
     if (wse_log_reopen() < 0)
         wse_log_errno(WSE_LOG_ERROR, "open", "reopening log file %s", M.cfg.log_file);
-    for (unsigned i = 0; i < M.nslots; i++)
-        if (M.slots[i].chan >= 0)
-            wse_chan_send(M.slots[i].chan, WSE_CHAN_REOPEN, 0);
+    for (struct proc *p = M.procs; p; p = p->next)
+        tell(p, WSE_CHAN_REOPEN);
     log_info("log file reopened");
 }
 
@@ -363,7 +670,8 @@ static void on_signal(struct ev_loop *loop, ev_io *w, int revents)
             begin_stop(true, 0);
             break;
         case SIGHUP:
-            log_warn("SIGHUP: reload is not supported yet; configuration unchanged");
+            log_info("SIGHUP: reloading");
+            reload();
             break;
         case SIGUSR1:
             reopen_logs();
@@ -377,7 +685,7 @@ static int setup_signals(void)
     sigset_t set;
 
     sigemptyset(&set);
-    for (size_t i = 0; i < sizeof handled_signals / sizeof handled_signals[0]; i++)
+    for (size_t i = 0; i < countof(handled_signals); i++)
         sigaddset(&set, handled_signals[i]);
     if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
         return -1;
@@ -386,40 +694,89 @@ static int setup_signals(void)
     return M.sigfd < 0 ? -1 : 0;
 }
 
-/* ---- listeners ---------------------------------------------------------- */
-
-static int open_listeners(void)
-{
-    char err[256];
-
-    for (unsigned i = 0; i < M.nslots; i++) {
-        for (unsigned l = 0; l < M.cfg.nlisten; l++) {
-            int fd = wse_net_listen(&M.cfg.listen[l], LISTEN_BACKLOG, err, sizeof err);
-            if (fd < 0) {
-                log_error("%s", err);
-                return -1;
-            }
-            M.slots[i].lfds[l] = fd;
-        }
-    }
-    return 0;
-}
+/* ---- life ------------------------------------------------------------------ */
 
 static void close_everything(void)
 {
-    for (unsigned i = 0; i < M.nslots; i++) {
-        slot_close_chan(&M.slots[i]);
-        for (unsigned l = 0; l < M.cfg.nlisten; l++)
-            if (M.slots[i].lfds[l] >= 0)
-                close(M.slots[i].lfds[l]);
-    }
-    free(M.slots);
+    while (M.procs)
+        proc_unlink(M.procs);
+    for (unsigned g = 0; g < MAX_GROUPS; g++)
+        for (unsigned i = 0; M.groups[g].used && i < M.groups[g].nfds; i++)
+            close(M.groups[g].fds[i]);
     wse_stats_close(&M.stats);
     if (M.sigfd >= 0)
         close(M.sigfd);
     if (M.cfg.pid_file[0])
         unlink(M.cfg.pid_file);
-    ev_loop_destroy(M.loop);
+    if (M.loop)
+        ev_loop_destroy(M.loop);
+}
+
+static int start(void)
+{
+    char name[WSE_STR_MAX + 2], err[512];
+
+    M.loop = ev_loop_new(EVBACKEND_EPOLL);
+    if (!M.loop) {
+        log_error("ev_loop_new(EVBACKEND_EPOLL) failed");
+        return -1;
+    }
+    if (setup_signals() < 0) {
+        wse_log_errno(WSE_LOG_ERROR, "signalfd", "setting up signals");
+        return -1;
+    }
+    if (groups_open(&M.cfg) < 0)
+        return -1;
+    wse_stats_default_name(name, sizeof name, M.cfg.stats_name, M.cfg.listen[0].port);
+    if (wse_stats_create(&M.stats, name, 2 * WSE_MAX_WORKERS, M.cfg.workers, err,
+                         sizeof err) < 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    log_info("stats segment %s", name);
+    if (M.cfg.pid_file[0] && write_pid_file(M.cfg.pid_file) < 0) {
+        wse_log_errno(WSE_LOG_ERROR, "write", "pid file %s", M.cfg.pid_file);
+        return -1;
+    }
+    return 0;
+}
+
+int wse_master_signal(const struct wse_config *cfg)
+{
+    static const struct { const char *name; int sig; } names[] = {
+        {"reload", SIGHUP}, {"quit", SIGQUIT}, {"stop", SIGTERM}, {"reopen", SIGUSR1},
+    };
+    char text[32] = "";
+    int sig = 0;
+
+    for (size_t i = 0; i < countof(names); i++)
+        if (strcmp(cfg->signal_name, names[i].name) == 0)
+            sig = names[i].sig;
+    if (!cfg->pid_file[0]) {
+        fprintf(stderr, "wsechod: -s %s needs the master's pid file: give --pid-file FILE, "
+                "or -c CONFIG with a pid-file key\n", cfg->signal_name);
+        return 1;
+    }
+    FILE *f = fopen(cfg->pid_file, "r");
+    if (!f || !fgets(text, sizeof text, f)) {
+        fprintf(stderr, "wsechod: cannot read pid file '%s': %s\n", cfg->pid_file,
+                f ? "empty" : strerror(errno));
+        if (f)
+            fclose(f);
+        return 1;
+    }
+    fclose(f);
+    char *end;
+    long pid = strtol(text, &end, 10);
+    if (pid <= 1 || (*end && *end != '\n')) {
+        fprintf(stderr, "wsechod: pid file '%s' holds no pid\n", cfg->pid_file);
+        return 1;
+    }
+    if (kill((pid_t)pid, sig) < 0) {
+        fprintf(stderr, "wsechod: kill(%ld, %s) failed: %s\n", pid, strsignal(sig), strerror(errno));
+        return 1;
+    }
+    return 0;
 }
 
 int wse_master_run(const struct wse_config *cfg, int argc, char *const argv[])
@@ -429,7 +786,7 @@ int wse_master_run(const struct wse_config *cfg, int argc, char *const argv[])
     M.argv = argv;
     M.pid = getpid();
     M.sigfd = -1;
-    M.generation = 1;
+    M.generation = M.generations = 1;
     wse_log_identity(-1, (int)M.pid);
 
     long nofile = wse_net_raise_nofile();
@@ -438,45 +795,20 @@ int wse_master_run(const struct wse_config *cfg, int argc, char *const argv[])
     else
         log_info("descriptor limit %ld per process", nofile);
 
-    M.nslots = cfg->workers;
-    M.slots = calloc(M.nslots, sizeof *M.slots);
-    if (!M.slots)
-        return 1;
-    for (unsigned i = 0; i < M.nslots; i++) {
-        M.slots[i].index = (int)i;
-        M.slots[i].chan = -1;
-        M.slots[i].stats_slot = -1;
-        for (unsigned l = 0; l < WSE_MAX_LISTEN; l++)
-            M.slots[i].lfds[l] = -1;
-    }
-    M.loop = ev_loop_new(EVBACKEND_EPOLL);
-    if (!M.loop || setup_signals() < 0 || open_listeners() < 0) {
-        if (M.sigfd < 0)
-            wse_log_errno(WSE_LOG_ERROR, "signalfd", "setting up signals");
-        if (M.loop)
-            close_everything();
-        return 1;
-    }
-    char name[WSE_STR_MAX + 2], err[512];
-    wse_stats_default_name(name, sizeof name, cfg->stats_name, cfg->listen[0].port);
-    if (wse_stats_create(&M.stats, name, 2 * WSE_MAX_WORKERS, cfg->workers, err, sizeof err) < 0) {
-        log_error("%s", err);
-        close_everything();
-        return 1;
-    }
-    log_info("stats segment %s", name);
-    if (cfg->pid_file[0] && write_pid_file(cfg->pid_file) < 0) {
-        wse_log_errno(WSE_LOG_ERROR, "write", "pid file %s", cfg->pid_file);
+    if (start() < 0) {
         close_everything();
         return 1;
     }
     ev_io_init(&M.sig_io, on_signal, M.sigfd, EV_READ);
     ev_io_start(M.loop, &M.sig_io);
     ev_timer_init(&M.kill_timer, on_kill_timer, 0, 0);
-    for (unsigned i = 0; i < M.nslots; i++) {
+    ev_timer_init(&M.ready_timer, on_ready_timeout, 0, 0);
+    for (unsigned i = 0; i < WSE_MAX_WORKERS; i++)
         ev_timer_init(&M.slots[i].respawn, on_respawn, 0, 0);
-        spawn(&M.slots[i]);
-    }
+    M.nslots = M.cfg.workers;
+    groups_prune(&M.cfg);
+    for (unsigned i = 0; i < M.nslots; i++)
+        spawn(i, &M.cfg, M.generation);
     ev_run(M.loop, 0);
     log_info("exiting");
     close_everything();

@@ -23,16 +23,20 @@
 #define ACCEPT_BACKOFF 0.1      /* seconds without accepting after EMFILE */
 #define STOP_GRACE 2.0          /* a fast stop ends within this, whatever peers do */
 #define EXIT_POLL 0.05
+#define SPREAD_TICK 0.05        /* a drain's closes go out in batches this far apart */
 
 static struct {
     struct ev_loop *loop;
     const struct wse_worker_args *args;
-    ev_io listeners[WSE_MAX_LISTEN];
+    ev_io *listeners;           /* one per listening socket of this worker */
+    bool listeners_closed;
     ev_io chan;
     ev_timer accept_backoff;
     ev_timer exit_poll;         /* while stopping: exit once no connection is left */
     ev_timer deadline;          /* while stopping: exit now */
     ev_timer drain_timer;       /* while draining: close what is left */
+    ev_timer spread_timer;      /* ... in batches over close_spread */
+    unsigned spread_batch;
     ev_signal sigterm;
     ev_timer heartbeat;
     bool stopping;
@@ -47,8 +51,34 @@ static void listeners_stop(void)
 
 static void listeners_start(void)
 {
+    if (K.listeners_closed)
+        return;
     for (unsigned i = 0; i < K.args->nlisten; i++)
         ev_io_start(K.loop, &K.listeners[i]);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents);
+
+/*
+ * Leaves the listening sockets to the others.  What the kernel already
+ * queued for this worker is accepted first: the socket itself stays open
+ * in the master (and in a new generation's worker), so nothing queued
+ * after this is lost either.
+ */
+static void listeners_close(void)
+{
+    if (K.listeners_closed)
+        return;
+    listeners_stop();
+    for (unsigned i = 0; i < K.args->nlisten; i++) {
+        int before;
+        do {
+            before = (int)wse_conn_count();
+            on_accept(K.loop, &K.listeners[i], EV_READ);
+        } while ((int)wse_conn_count() > before);
+        close(K.listeners[i].fd);
+    }
+    K.listeners_closed = true;
 }
 
 /* Over the connection limit: a short 503 and close, never blocking. */
@@ -131,7 +161,7 @@ static void on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 static void begin_exit(double deadline)
 {
     K.stopping = true;
-    listeners_stop();
+    listeners_close();
     ev_timer_stop(K.loop, &K.accept_backoff);
     ev_timer_set(&K.exit_poll, 0, EXIT_POLL);
     ev_timer_again(K.loop, &K.exit_poll);
@@ -141,25 +171,55 @@ static void begin_exit(double deadline)
 
 static void fast_stop(void)
 {
-    if (K.stopping && !ev_is_active(&K.drain_timer))
+    if (K.stopping && !ev_is_active(&K.drain_timer) && !ev_is_active(&K.spread_timer))
         return;
     ev_timer_stop(K.loop, &K.drain_timer);
+    ev_timer_stop(K.loop, &K.spread_timer);
     log_info("stopping: closing %u connections with 1001", wse_conn_count());
     wse_conn_close_all(WSE_CLOSE_GOING_AWAY, "server shutting down");
     ev_timer_stop(K.loop, &K.deadline);
     begin_exit(STOP_GRACE);
 }
 
-static void on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+/* Everything is closing: leave once it is closed, or the close timeout passed. */
+static void drain_closed(void)
+{
+    ev_timer_stop(K.loop, &K.spread_timer);
+    ev_timer_stop(K.loop, &K.deadline);
+    begin_exit(K.args->cfg->close_timeout + 1);
+}
+
+static void on_spread(struct ev_loop *loop, ev_timer *t, int revents)
 {
     const struct wse_config *cfg = K.args->cfg;
     (void)loop, (void)t, (void)revents;
 
-    log_info("drain timeout: closing %u connections with %u", wse_conn_count(),
-             cfg->drain_close_code);
-    wse_conn_close_all((uint16_t)cfg->drain_close_code, "server restarting");
-    ev_timer_stop(K.loop, &K.deadline);
-    begin_exit(cfg->close_timeout + 1);
+    if (wse_conn_close_some(K.spread_batch, (uint16_t)cfg->drain_close_code,
+                            "server restarting") < K.spread_batch)
+        drain_closed();
+}
+
+/*
+ * Thousands of clients told to go at the same millisecond would come back
+ * at the same millisecond: the closes go out in batches over close_spread.
+ */
+static void on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    const struct wse_config *cfg = K.args->cfg;
+    unsigned open = wse_conn_count();
+    (void)loop, (void)t, (void)revents;
+
+    log_info("drain timeout: closing %u connections with %u over %.1f s", open,
+             cfg->drain_close_code, cfg->close_spread);
+    if (cfg->close_spread < SPREAD_TICK) {
+        wse_conn_close_all((uint16_t)cfg->drain_close_code, "server restarting");
+        drain_closed();
+        return;
+    }
+    double ticks = cfg->close_spread / SPREAD_TICK;
+    K.spread_batch = (unsigned)((double)open / ticks) + 1;
+    ev_timer_set(&K.spread_timer, 0, SPREAD_TICK);
+    ev_timer_again(K.loop, &K.spread_timer);
 }
 
 /* Graceful: no new connections, open ones served until drain timeout. */
@@ -172,7 +232,7 @@ static void drain(void)
     log_info("draining %u connections (up to %.1f s)", wse_conn_count(), cfg->drain_timeout);
     wse_stats_slot_state(K.args->stats, WSE_SLOT_DRAINING);
     wse_conn_set_draining();
-    begin_exit(cfg->drain_timeout + cfg->close_timeout + 1);
+    begin_exit(cfg->drain_timeout + cfg->close_spread + cfg->close_timeout + 1);
     ev_timer_set(&K.drain_timer, cfg->drain_timeout, 0);
     ev_timer_start(K.loop, &K.drain_timer);
 }
@@ -253,6 +313,11 @@ int wse_worker_run(const struct wse_worker_args *a)
         log_error("out of memory setting up the worker");
         return 1;
     }
+    K.listeners = calloc(a->nlisten ? a->nlisten : 1, sizeof *K.listeners);
+    if (!K.listeners) {
+        log_error("out of memory setting up the worker");
+        return 1;
+    }
     for (unsigned i = 0; i < a->nlisten; i++)
         ev_io_init(&K.listeners[i], on_accept, a->listen_fds[i], EV_READ);
     listeners_start();
@@ -262,6 +327,7 @@ int wse_worker_run(const struct wse_worker_args *a)
     ev_timer_init(&K.exit_poll, on_exit_poll, 0, EXIT_POLL);
     ev_timer_init(&K.deadline, on_deadline, 0, 0);
     ev_timer_init(&K.drain_timer, on_drain_timeout, 0, 0);
+    ev_timer_init(&K.spread_timer, on_spread, 0, SPREAD_TICK);
     ev_signal_init(&K.sigterm, on_sigterm, SIGTERM);
     ev_signal_start(K.loop, &K.sigterm);
     ev_timer_init(&K.heartbeat, on_heartbeat, 0, 1.0);
