@@ -675,10 +675,8 @@ static void route(struct conn *c, const struct wse_http_req *req, const char *bu
         respond(c, 403, NULL, NULL);
         return;
     }
-    if (W.draining) {
-        respond(c, 503, NULL, NULL);
-        return;
-    }
+    /* A draining worker still serves what it accepted before it stopped
+     * accepting, until the drain timeout; only /healthz tells it drains. */
     upgrade(c, req, buf);
 }
 

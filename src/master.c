@@ -92,6 +92,7 @@ static struct {
     unsigned prev_generation;    /* the one serving while a reload starts */
     unsigned generations;        /* numbers handed out, never reused */
     bool reloading;              /* generation `generation` is starting */
+    bool reload_again;           /* a SIGHUP came while it was starting */
     bool serving;                /* the first generation reported ready */
     bool stopping;
     int exit_status;
@@ -102,6 +103,7 @@ static const int handled_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1,
 
 static void spawn(unsigned slot, const struct wse_config *cfg, unsigned generation);
 static void begin_stop(bool graceful, int status);
+static void reload(void);
 
 /* ---- pid file ---------------------------------------------------------- */
 
@@ -418,6 +420,10 @@ static void swap_generation(void)
     M.stats.hdr->workers = M.cfg.workers;
     log_info("reload: generation %u serving with %u workers; %u old workers draining",
              M.generation, M.nslots, draining);
+    if (M.reload_again) {
+        M.reload_again = false;
+        reload();
+    }
 }
 
 static void on_ready(struct proc *p)
@@ -461,6 +467,7 @@ static void abandon_reload(const char *why)
         }
     }
     M.reloading = false;
+    M.reload_again = false;
     M.generation = M.prev_generation;
     groups_rollback();
     /* Slots point at the generation that keeps serving. */
@@ -487,7 +494,9 @@ static void reload(void)
     if (M.stopping)
         return;
     if (M.reloading) {
-        log_warn("SIGHUP: a reload is still starting its workers; try again once it serves");
+        /* Several SIGHUPs while one starts make one more reload, not none. */
+        log_info("SIGHUP: a reload is starting; another follows once it serves");
+        M.reload_again = true;
         return;
     }
     if (wse_config_load(&M.next, M.argc, M.argv, err, sizeof err) != 0) {
