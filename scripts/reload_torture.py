@@ -220,10 +220,20 @@ async def short_stream(args, stop, t):
         await asyncio.wait(tasks)
 
 
+def write_config(args, workers):
+    with open(args.conf, "w") as f:
+        f.write(f"workers = {workers}\nlisten = 127.0.0.1:{args.port}\n"
+                f"drain-timeout = {args.drain_timeout}\nclose-spread = {args.close_spread}\n"
+                f"pid-file = {args.pid_file}\nlog-level = warn\n")
+
+
 async def reloader(args, pid, t):
-    """RELOADS SIGHUPs spread over the run; every third right after the previous."""
+    """RELOADS SIGHUPs spread over the run; every third right after the previous.
+    With --worker-counts, each reload first rewrites the worker count."""
     gap = args.duration / max(args.reloads, 1)
     for i in range(args.reloads):
+        if args.worker_counts:
+            write_config(args, args.worker_counts[(i + 1) % len(args.worker_counts)])
         os.kill(pid, signal.SIGHUP)
         if i % 3 != 1:
             await asyncio.sleep(gap * random.uniform(0.5, 1.5))
@@ -248,12 +258,9 @@ def free_port():
 
 
 def start_server(args, tmp):
-    conf = os.path.join(tmp, "wsechod.conf")
-    pid_file = os.path.join(tmp, "wsechod.pid")
-    with open(conf, "w") as f:
-        f.write(f"workers = {args.workers}\nlisten = 127.0.0.1:{args.port}\n"
-                f"drain-timeout = {args.drain_timeout}\nclose-spread = {args.close_spread}\n"
-                f"pid-file = {pid_file}\nlog-level = warn\n")
+    args.conf = conf = os.path.join(tmp, "wsechod.conf")
+    args.pid_file = pid_file = os.path.join(tmp, "wsechod.pid")
+    write_config(args, args.worker_counts[0] if args.worker_counts else args.workers)
     log = open(os.path.join(tmp, "wsechod.log"), "w+")
     proc = subprocess.Popen([args.binary, "-c", conf], stderr=log, stdout=log)
     deadline = time.monotonic() + 10
@@ -293,6 +300,8 @@ def main():
     ap.add_argument("--reloads", type=int, default=20)
     ap.add_argument("--duration", type=float, default=10.0, help="seconds over which the reloads come")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--worker-counts", default="",
+                    help="comma list: the worker count cycles through it, one step per reload")
     ap.add_argument("--connect-interval", type=float, default=0.005)
     ap.add_argument("--drain-timeout", type=float, default=1.0)
     ap.add_argument("--close-spread", type=float, default=0.2)
@@ -300,6 +309,7 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args()
     args.port = args.port or free_port()
+    args.worker_counts = [int(n) for n in args.worker_counts.split(",") if n]
 
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

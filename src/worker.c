@@ -21,7 +21,8 @@
 
 #define ACCEPT_BATCH 64         /* accepts per wake-up: one busy listener cannot starve the loop */
 #define ACCEPT_BACKOFF 0.1      /* seconds without accepting after EMFILE */
-#define STOP_GRACE 2.0          /* a fast stop ends within this, whatever peers do */
+#define STOP_GRACE 1.5          /* a fast stop ends within this, whatever peers do */
+#define ORPHAN_GRACE 0.5        /* ... and sooner when the master is gone */
 #define EXIT_POLL 0.05
 #define SPREAD_TICK 0.05        /* a drain's closes go out in batches this far apart */
 
@@ -169,7 +170,7 @@ static void begin_exit(double deadline)
     ev_timer_start(K.loop, &K.deadline);
 }
 
-static void fast_stop(void)
+static void fast_stop(double grace)
 {
     if (K.stopping && !ev_is_active(&K.drain_timer) && !ev_is_active(&K.spread_timer))
         return;
@@ -178,7 +179,7 @@ static void fast_stop(void)
     log_info("stopping: closing %u connections with 1001", wse_conn_count());
     wse_conn_close_all(WSE_CLOSE_GOING_AWAY, "server shutting down");
     ev_timer_stop(K.loop, &K.deadline);
-    begin_exit(STOP_GRACE);
+    begin_exit(grace);
 }
 
 /* Everything is closing: leave once it is closed, or the close timeout passed. */
@@ -245,7 +246,7 @@ static void on_chan(struct ev_loop *loop, ev_io *w, int revents)
 
     while ((rc = wse_chan_recv(w->fd, &rec)) == 1) {
         switch (rec.type) {
-        case WSE_CHAN_STOP: fast_stop(); break;
+        case WSE_CHAN_STOP: fast_stop(STOP_GRACE); break;
         case WSE_CHAN_DRAIN: drain(); break;
         case WSE_CHAN_REOPEN:
             if (wse_log_reopen() < 0)
@@ -257,7 +258,7 @@ static void on_chan(struct ev_loop *loop, ev_io *w, int revents)
     if (rc == 0 || (rc < 0 && errno != EAGAIN)) {
         log_error("master is gone: stopping");
         ev_io_stop(loop, w);
-        fast_stop();
+        fast_stop(ORPHAN_GRACE);
     }
 }
 
@@ -270,7 +271,8 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
 static void on_sigterm(struct ev_loop *loop, ev_signal *s, int revents)
 {
     (void)loop, (void)s, (void)revents;
-    fast_stop();
+    /* SIGTERM comes from PR_SET_PDEATHSIG, or from someone stopping us. */
+    fast_stop(getppid() == K.args->master_pid ? STOP_GRACE : ORPHAN_GRACE);
 }
 
 /*

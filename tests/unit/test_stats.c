@@ -1,0 +1,243 @@
+/*
+ * test_stats.c - the shared-memory segment: layout, create/attach, stale and
+ * live segments, and readers that race a writer and the master's fold.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "stats.h"
+
+static char name[64];
+
+static void make_name(void)
+{
+    snprintf(name, sizeof name, "/wsechod-unit-%d", (int)getpid());
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+START_TEST(layout)
+{
+    ck_assert_uint_eq(sizeof(struct wse_stats_slot) % WSE_CACHE_LINE, 0);
+    ck_assert_uint_eq(sizeof(struct wse_stats_header) % WSE_CACHE_LINE, 0);
+    ck_assert_uint_eq(__builtin_offsetof(struct wse_stats_slot, c) % 8, 0);
+    ck_assert_str_eq(wse_stat_prom[WSE_STAT_msgs_in_text], "wsechod_messages_received_total");
+    ck_assert_str_eq(wse_stat_labels[WSE_STAT_msgs_in_text], "type=\"text\"");
+    ck_assert_str_eq(wse_stat_field[WSE_STAT_conn_open], "conn_open");
+    ck_assert(wse_stat_is_gauge[WSE_STAT_conn_open]);
+    ck_assert(!wse_stat_is_gauge[WSE_STAT_conn_accepted]);
+}
+END_TEST
+
+START_TEST(default_names)
+{
+    char out[64];
+    wse_stats_default_name(out, sizeof out, "", 8000);
+    ck_assert_str_eq(out, "/wsechod.8000");
+    wse_stats_default_name(out, sizeof out, "mine", 8000);
+    ck_assert_str_eq(out, "/mine");
+    wse_stats_default_name(out, sizeof out, "/mine", 1);
+    ck_assert_str_eq(out, "/mine");
+}
+END_TEST
+
+START_TEST(create_attach_close)
+{
+    struct wse_stats w, r;
+    char err[256];
+
+    make_name();
+    ck_assert_int_eq(wse_stats_create(&w, name, 8, 2, err, sizeof err), 0);
+    ck_assert_int_eq(w.hdr->master_pid, getpid());
+    ck_assert_int_eq(wse_stats_free_slot(&w), 0);
+    wse_stats_slot_set(&w.slots[0], 1234, 0, 1, WSE_SLOT_RUNNING);
+    ck_assert_int_eq(wse_stats_free_slot(&w), 1);
+    wse_stat_add(&w.slots[0], WSE_STAT_msgs_in_text, 5);
+
+    ck_assert_int_eq(wse_stats_attach(&r, name, err, sizeof err), 0);
+    struct wse_stats_slot snap[8];
+    uint64_t totals[WSE_STAT_COUNT];
+    wse_stats_snapshot(&r, snap, totals);
+    ck_assert_int_eq(snap[0].pid, 1234);
+    ck_assert_int_eq(snap[0].state, WSE_SLOT_RUNNING);
+    ck_assert_uint_eq(totals[WSE_STAT_msgs_in_text], 5);
+    wse_stats_close(&r);
+
+    /* A second live master may not take the name.  (A live master is a
+     * process whose name says wsechod: a recycled pid is no owner.) */
+    prctl(PR_SET_NAME, "wsechod-unit");
+    struct wse_stats other;
+    ck_assert_int_eq(wse_stats_create(&other, name, 8, 2, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "belongs to wsechod pid"));
+
+    wse_stats_close(&w);
+    ck_assert_int_eq(wse_stats_attach(&r, name, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "no stats segment"));
+}
+END_TEST
+
+START_TEST(stale_segment_is_replaced)
+{
+    struct wse_stats w;
+    char err[256];
+    pid_t dead = fork();
+
+    if (dead == 0)
+        _exit(0);
+    waitpid(dead, NULL, 0);
+    make_name();
+    ck_assert_int_eq(wse_stats_create(&w, name, 4, 1, err, sizeof err), 0);
+    wse_stat_add(&w.slots[0], WSE_STAT_conn_accepted, 7);
+    w.hdr->master_pid = dead;           /* as if its master had crashed */
+    w.owner = false;                    /* ... and left it behind */
+    wse_stats_close(&w);
+
+    ck_assert_int_eq(wse_stats_create(&w, name, 4, 1, err, sizeof err), 0);
+    ck_assert_int_eq(w.hdr->master_pid, getpid());
+    ck_assert_uint_eq(w.slots[0].c[WSE_STAT_conn_accepted], 0);
+    wse_stats_close(&w);
+}
+END_TEST
+
+/*
+ * A writer adds 0x100000001 at full speed: every value it ever stores has
+ * equal halves, so a torn read would show unequal ones.  The reader also
+ * checks that it never goes backwards.
+ */
+START_TEST(reader_sees_no_torn_or_backward_values)
+{
+    struct wse_stats w;
+    char err[256];
+
+    make_name();
+    ck_assert_int_eq(wse_stats_create(&w, name, 2, 1, err, sizeof err), 0);
+    wse_stats_slot_set(&w.slots[0], getpid(), 0, 1, WSE_SLOT_RUNNING);
+    pid_t writer = fork();
+    if (writer == 0) {
+        double end = now() + 0.3;
+        while (now() < end)
+            for (int k = 0; k < 1000; k++)
+                for (int i = 0; i < WSE_STAT_COUNT; i++)
+                    wse_stat_add(&w.slots[0], (enum wse_stat_index)i, 0x100000001ULL);
+        _exit(0);
+    }
+    struct wse_stats r;
+    ck_assert_int_eq(wse_stats_attach(&r, name, err, sizeof err), 0);
+    uint64_t prev[WSE_STAT_COUNT] = {0}, totals[WSE_STAT_COUNT];
+    struct wse_stats_slot snap[2];
+    unsigned long reads = 0;
+    int status;
+    while (waitpid(writer, &status, WNOHANG) == 0) {
+        wse_stats_snapshot(&r, snap, totals);
+        for (int i = 0; i < WSE_STAT_COUNT; i++) {
+            ck_assert_uint_eq(totals[i] >> 32, totals[i] & 0xFFFFFFFFu);
+            ck_assert_uint_ge(totals[i], prev[i]);
+            prev[i] = totals[i];
+        }
+        reads++;
+    }
+    ck_assert(WIFEXITED(status));
+    ck_assert_uint_gt(prev[0], 0);
+    ck_assert_uint_gt(reads, 100);
+    wse_stats_close(&r);
+    wse_stats_close(&w);
+}
+END_TEST
+
+/* The master folds exited workers into the retired totals while readers read. */
+START_TEST(totals_never_go_back_across_folds)
+{
+    struct wse_stats w;
+    char err[256];
+
+    make_name();
+    ck_assert_int_eq(wse_stats_create(&w, name, 2, 1, err, sizeof err), 0);
+    pid_t reader = fork();
+    if (reader == 0) {
+        struct wse_stats r;
+        struct wse_stats_slot snap[2];
+        uint64_t totals[WSE_STAT_COUNT], prev = 0;
+        if (wse_stats_attach(&r, name, err, sizeof err) < 0)
+            _exit(2);
+        double end = now() + 0.3;
+        while (now() < end) {
+            wse_stats_snapshot(&r, snap, totals);
+            if (totals[WSE_STAT_msgs_in_binary] < prev)
+                _exit(1);
+            prev = totals[WSE_STAT_msgs_in_binary];
+        }
+        _exit(prev > 0 ? 0 : 3);
+    }
+    int status;
+    uint64_t expect = 0;
+    while (waitpid(reader, &status, WNOHANG) == 0) {
+        /* A "worker" counts 1..100 in its slot, exits, and is folded. */
+        wse_stats_slot_set(&w.slots[0], 1, 0, 1, WSE_SLOT_RUNNING);
+        for (int k = 0; k < 100; k++)
+            wse_stat_add(&w.slots[0], WSE_STAT_msgs_in_binary, 1);
+        expect += 100;
+        wse_stats_retire(&w, 0);
+        wse_stats_slot_set(&w.slots[0], 0, -1, 0, WSE_SLOT_EMPTY);
+        ck_assert_uint_eq(w.hdr->retired[WSE_STAT_msgs_in_binary], expect);
+        ck_assert_uint_eq(w.slots[0].c[WSE_STAT_msgs_in_binary], 0);
+    }
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    wse_stats_close(&w);
+}
+END_TEST
+
+START_TEST(gauges_are_not_folded)
+{
+    struct wse_stats w;
+    char err[256];
+
+    make_name();
+    ck_assert_int_eq(wse_stats_create(&w, name, 2, 1, err, sizeof err), 0);
+    wse_stat_add(&w.slots[1], WSE_STAT_conn_open, 3);
+    wse_stat_add(&w.slots[1], WSE_STAT_conn_accepted, 3);
+    wse_stats_retire(&w, 1);
+    ck_assert_uint_eq(w.hdr->retired[WSE_STAT_conn_open], 0);
+    ck_assert_uint_eq(w.hdr->retired[WSE_STAT_conn_accepted], 3);
+    wse_stats_close(&w);
+}
+END_TEST
+
+static Suite *stats_suite(void)
+{
+    Suite *s = suite_create("stats");
+    TCase *tc = tcase_create("stats");
+
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, layout);
+    tcase_add_test(tc, default_names);
+    tcase_add_test(tc, create_attach_close);
+    tcase_add_test(tc, stale_segment_is_replaced);
+    tcase_add_test(tc, reader_sees_no_torn_or_backward_values);
+    tcase_add_test(tc, totals_never_go_back_across_folds);
+    tcase_add_test(tc, gauges_are_not_folded);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(stats_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
