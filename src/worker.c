@@ -172,13 +172,17 @@ static void begin_exit(double deadline)
 
 static void fast_stop(double grace)
 {
-    if (K.stopping && !ev_is_active(&K.drain_timer) && !ev_is_active(&K.spread_timer))
-        return;
+    /* Overrides a drain in progress, and shortens any wait already set. */
+    if (ev_is_active(&K.deadline)) {
+        ev_tstamp left = ev_timer_remaining(K.loop, &K.deadline);
+        if (left < grace)
+            grace = left;
+    }
     ev_timer_stop(K.loop, &K.drain_timer);
     ev_timer_stop(K.loop, &K.spread_timer);
+    ev_timer_stop(K.loop, &K.deadline);
     log_info("stopping: closing %u connections with 1001", wse_conn_count());
     wse_conn_close_all(WSE_CLOSE_GOING_AWAY, "server shutting down");
-    ev_timer_stop(K.loop, &K.deadline);
     begin_exit(grace);
 }
 
