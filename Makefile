@@ -105,6 +105,12 @@ $(BUILD)/bench/micro_%: $(BUILD)/bench/micro_%.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_CORE)
 
+# The raw TCP echo server: the floor for bench/compare.sh.
+$(BUILD)/rawecho: bench/rawecho.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $<
+
 $(BUILD)/wsbench: $(patsubst bench/%.c,$(BUILD)/bench/%.o,$(WSBENCH_SRC)) $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_CORE) -lpthread -lm
