@@ -687,7 +687,9 @@ static void route(struct conn *c, const struct wse_http_req *req, const char *bu
  */
 static void hs_read(struct conn *c)
 {
-    size_t cap = W.cfg->max_header, have = c->hs ? c->hs->len : 0;
+    /* One byte more than the limit, so that an over-long head that comes in
+     * pieces still reaches the byte where the parser answers 431. */
+    size_t cap = W.cfg->max_header + 1, have = c->hs ? c->hs->len : 0;
     char *buf = c->hs ? c->hs->buf : (char *)RB;
     ssize_t n = read(c->io.fd, buf + have, c->hs ? cap - have : RBUF_SIZE);
 

@@ -234,12 +234,14 @@ static void drain(void)
 
     if (K.stopping)
         return;
-    log_info("draining %u connections (up to %.1f s)", wse_conn_count(), cfg->drain_timeout);
     wse_stats_slot_state(K.args->stats, WSE_SLOT_DRAINING);
     wse_conn_set_draining();
     begin_exit(cfg->drain_timeout + cfg->close_spread + cfg->close_timeout + 1);
     ev_timer_set(&K.drain_timer, cfg->drain_timeout, 0);
     ev_timer_start(K.loop, &K.drain_timer);
+    /* Logged once the listeners are closed: from this line on, this worker
+     * accepts nothing (tests and operators may rely on that). */
+    log_info("draining %u connections (up to %.1f s)", wse_conn_count(), cfg->drain_timeout);
 }
 
 static void on_chan(struct ev_loop *loop, ev_io *w, int revents)

@@ -74,6 +74,10 @@ def test_config_change_applies_to_new_connections_only_and_bad_config_changes_no
         mark = srv.mark()
         srv.signal(signal.SIGHUP)
         srv.wait_for_line(r"reload: generation 2 serving with 2 workers", 10, start=mark)
+        # Until an old worker has read its DRAIN it may still accept: wait
+        # for both to say they drain (they stopped accepting by then).
+        first = srv.wait_for_line(r"\] draining", 10, start=mark)
+        srv.wait_for_line(r"\] draining", 10, start=srv.lines.index(first.string) + 1)
         assert echo_once(port, "b") == "You said: b"
         # The old connection is served by its old worker, with the old config.
         old.send_text("c")
