@@ -37,7 +37,7 @@ endif
 # Layer 0: the pure protocol core (libc, libcrypto, libb64 only).
 CORE    := common utf8 frame msg http handshake
 # Layer 1: infrastructure without libev.
-INFRA   := log config net chan stats
+INFRA   := log config net chan stats notify
 # Layer 2: on libev.
 SERVER  := conn timer worker master stats_cli
 
@@ -171,13 +171,19 @@ fuzz: $(FUZZ_BIN)
 	        -artifact_prefix=build/fuzz/$$n- $$work || exit 1; \
 	done
 
-install: $(BUILD)/wsechod
+install: $(BUILD)/wsechod $(WSBENCH)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 755 $(BUILD)/wsechod $(DESTDIR)$(PREFIX)/bin/wsechod
-	if [ -f man/wsechod.8 ]; then install -m 644 man/wsechod.8 $(DESTDIR)$(PREFIX)/share/man/man8/; fi
+	install -m 644 man/wsechod.8 $(DESTDIR)$(PREFIX)/share/man/man8/wsechod.8
+	if [ -n "$(WSBENCH)" ]; then \
+	    install -d $(DESTDIR)$(PREFIX)/share/man/man1 && \
+	    install -m 755 $(WSBENCH) $(DESTDIR)$(PREFIX)/bin/wsbench && \
+	    install -m 644 man/wsbench.1 $(DESTDIR)$(PREFIX)/share/man/man1/wsbench.1; \
+	fi
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/wsechod $(DESTDIR)$(PREFIX)/share/man/man8/wsechod.8
+	rm -f $(DESTDIR)$(PREFIX)/bin/wsechod $(DESTDIR)$(PREFIX)/bin/wsbench \
+	      $(DESTDIR)$(PREFIX)/share/man/man8/wsechod.8 $(DESTDIR)$(PREFIX)/share/man/man1/wsbench.1
 
 clean:
 	rm -rf build

@@ -32,6 +32,7 @@
 #include "log.h"
 #include "master.h"
 #include "net.h"
+#include "notify.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -420,6 +421,7 @@ static void swap_generation(void)
     M.stats.hdr->workers = M.cfg.workers;
     log_info("reload: generation %u serving with %u workers; %u old workers draining",
              M.generation, M.nslots, draining);
+    wse_notify("READY=1\nSTATUS=generation %u serving with %u workers", M.generation, M.nslots);
     if (M.reload_again) {
         M.reload_again = false;
         reload();
@@ -436,6 +438,8 @@ static void on_ready(struct proc *p)
         M.serving = true;
         log_info("serving %s%s with %u workers", M.cfg.listen[0].text,
                  M.cfg.nlisten > 1 ? " and more" : "", M.nslots);
+        wse_notify("READY=1\nSTATUS=serving %s with %u workers\nMAINPID=%d",
+                   M.cfg.listen[0].text, M.nslots, (int)M.pid);
     } else if (M.reloading) {
         swap_generation();
     }
@@ -459,6 +463,8 @@ static void on_chan(struct ev_loop *loop, ev_io *w, int revents)
 static void abandon_reload(const char *why)
 {
     log_error("reload failed: %s; generation %u keeps serving", why, M.prev_generation);
+    wse_notify("READY=1\nSTATUS=reload failed: %s; generation %u keeps serving", why,
+               M.prev_generation);
     ev_timer_stop(M.loop, &M.ready_timer);
     for (struct proc *p = M.procs; p; p = p->next) {
         if (p->generation == M.generation) {
@@ -499,8 +505,10 @@ static void reload(void)
         M.reload_again = true;
         return;
     }
+    wse_notify_reloading();
     if (wse_config_load(&M.next, M.argc, M.argv, err, sizeof err) != 0) {
         log_error("reload: %s; configuration unchanged", err);
+        wse_notify("READY=1\nSTATUS=reload rejected: %s", err);
         return;
     }
     if (M.next.pid_file[0] && strcmp(M.next.pid_file, M.cfg.pid_file) != 0)
@@ -509,6 +517,7 @@ static void reload(void)
     snprintf(M.next.stats_name, sizeof M.next.stats_name, "%s", M.cfg.stats_name);
     if (groups_open(&M.next) < 0) {
         log_error("reload: cannot listen on the new addresses; configuration unchanged");
+        wse_notify("READY=1\nSTATUS=reload rejected: cannot listen on the new addresses");
         return;
     }
     M.prev_generation = M.generation;
@@ -626,6 +635,8 @@ static void begin_stop(bool graceful, int status)
     /* A fast stop overrides a drain in progress; a second drain changes nothing. */
     if (M.stopping && graceful)
         return;
+    if (!M.stopping)
+        wse_notify("STOPPING=1");
     M.stopping = true;
     M.exit_status = status;
     ev_timer_stop(M.loop, &M.ready_timer);

@@ -1,0 +1,15 @@
+/*
+ * notify.h - systemd's readiness protocol (sd_notify), without libsystemd:
+ * one datagram to the AF_UNIX socket named by $NOTIFY_SOCKET.  Without that
+ * variable (not started by systemd as Type=notify) every call does nothing.
+ */
+#ifndef WSE_NOTIFY_H
+#define WSE_NOTIFY_H
+
+/* Sends the printf-formatted state ("READY=1", "RELOADING=1\nMONOTONIC_USEC=..."). */
+void wse_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* "RELOADING=1" with MONOTONIC_USEC, as Type=notify-reload asks for. */
+void wse_notify_reloading(void);
+
+#endif

@@ -1,0 +1,82 @@
+"""The man pages, the example configuration and install agree with the binary."""
+import glob
+import os
+import re
+import subprocess
+import tempfile
+
+import wse
+
+MAN = os.path.join(wse.ROOT, "man")
+
+
+def help_options():
+    out = subprocess.run([wse.binary(), "--help"], capture_output=True, text=True, timeout=10).stdout
+    opts = set(re.findall(r"(?:^|\s)--([a-z][a-z-]+)", out))
+    only_cli = set()
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"\s+(?:-\w, )?--([a-z-]+)", line)
+        if m and i + 1 < len(lines) and "command line only" in lines[i + 1]:
+            only_cli.add(m.group(1))
+    return opts, only_cli
+
+
+def test_mandoc_lint_is_silent():
+    pages = glob.glob(os.path.join(MAN, "*.[0-9]"))
+    assert pages, "no man pages"
+    for page in pages:
+        p = subprocess.run(["mandoc", "-Tlint", page], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0 and not p.stdout and not p.stderr, f"{page}:\n{p.stdout}{p.stderr}"
+
+
+def test_every_option_is_in_the_man_page_and_back():
+    opts, _ = help_options()
+    page = open(os.path.join(MAN, "wsechod.8")).read()
+    documented = set(re.findall(r"^\.It Fl (?:\w , Fl )?-([a-z][a-z-]+)", page, re.M))
+    assert len(opts) > 20, opts
+    assert opts - documented == set(), f"options missing from wsechod.8: {sorted(opts - documented)}"
+    assert documented - opts == set(), f"wsechod.8 documents options the binary lacks: {sorted(documented - opts)}"
+
+
+def test_example_config_has_every_key_and_is_valid():
+    opts, only_cli = help_options()
+    example = os.path.join(wse.ROOT, "scripts", "wsechod.conf.example")
+    text = open(example).read()
+    keys = set(re.findall(r"^#?([a-z][a-z-]+) = ", text, re.M))
+    missing = opts - only_cli - keys
+    assert not missing, f"keys missing from wsechod.conf.example: {sorted(missing)}"
+    p = subprocess.run([wse.binary(), "-t", "-c", example], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 0, p.stderr
+    # Every commented line, uncommented, is valid too (paths made harmless).
+    with tempfile.TemporaryDirectory() as d:
+        lines = []
+        for line in text.splitlines():
+            m = re.match(r"^#([a-z][a-z-]+ = .*)", line)
+            if m and not m.group(1).startswith("listen = [::]"):
+                lines.append(m.group(1).replace("/run/", d + "/").replace("/var/log/", d + "/"))
+        conf = os.path.join(d, "all.conf")
+        open(conf, "w").write("\n".join(lines) + "\n")
+        p = subprocess.run([wse.binary(), "-t", "-c", conf], capture_output=True, text=True, timeout=10)
+        assert p.returncode == 0, p.stderr + "\n".join(lines)
+
+
+def test_install_and_uninstall_honour_destdir_and_prefix():
+    with tempfile.TemporaryDirectory() as d:
+        env = dict(os.environ, MAKEFLAGS="")
+        args = ["make", "-s", "-C", wse.ROOT, f"DESTDIR={d}", "PREFIX=/opt/wse"]
+        if wse.SAN:
+            args.append("SAN=1")
+        p = subprocess.run(args + ["install"], capture_output=True, text=True, timeout=300, env=env)
+        assert p.returncode == 0, p.stdout + p.stderr
+        installed = sorted(os.path.relpath(os.path.join(r, f), d)
+                           for r, _, fs in os.walk(d) for f in fs)
+        assert "opt/wse/bin/wsechod" in installed, installed
+        assert "opt/wse/share/man/man8/wsechod.8" in installed, installed
+        if os.path.exists(os.path.join(wse.ROOT, "bench", "wsbench.c")):
+            assert "opt/wse/bin/wsbench" in installed, installed
+            assert "opt/wse/share/man/man1/wsbench.1" in installed, installed
+        p = subprocess.run(args + ["uninstall"], capture_output=True, text=True, timeout=60, env=env)
+        assert p.returncode == 0, p.stdout + p.stderr
+        left = [os.path.join(r, f) for r, _, fs in os.walk(d) for f in fs]
+        assert left == [], left
