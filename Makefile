@@ -35,7 +35,7 @@ Q := @
 endif
 
 # Layer 0: the pure protocol core (libc, libcrypto, libb64 only).
-CORE    := common utf8 frame msg http handshake
+CORE    := common utf8 frame msg http handshake page
 # Layer 1: infrastructure without libev.
 INFRA   := log config net chan stats notify
 # Layer 2: on libev.

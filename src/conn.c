@@ -27,6 +27,7 @@
 #include "log.h"
 #include "msg.h"
 #include "net.h"
+#include "page.h"
 #include "stats.h"
 #include "timer.h"
 
@@ -108,6 +109,8 @@ static struct {
     size_t batch_bytes;
     uint8_t scratch[SCRATCH_CAP];
     size_t scratch_used;
+    char page[8192];            /* the browser page's whole response, built once */
+    size_t page_len;
 } W;
 
 #define RB (W.rbuf + HEADROOM)
@@ -630,6 +633,15 @@ static void respond(struct conn *c, int status, const char *extra, const char *b
     send_bytes(c, resp, n);
 }
 
+static void respond_page(struct conn *c)
+{
+    count_status(200);
+    set_cause(c, CC_SERVER);
+    hs_free(c);
+    linger(c);
+    send_bytes(c, W.page, W.page_len);
+}
+
 static void upgrade(struct conn *c, const struct wse_http_req *req, const char *buf)
 {
     char resp[256];
@@ -657,12 +669,20 @@ static void route(struct conn *c, const struct wse_http_req *req, const char *bu
             respond(c, 200, NULL, "ok\n");
         return;
     }
-    if (!span_is(buf, req->path, W.cfg->path)) {
+    bool endpoint = span_is(buf, req->path, W.cfg->path);
+    bool plain_get = req->method == WSE_HTTP_GET && !(req->flags & WSE_HTTP_UPGRADE_WS);
+    /* "Open http://host:8000/websocket in a browser", as the tutorial said. */
+    if (plain_get && (span_is(buf, req->path, "/") ||
+                      (endpoint && (req->flags & WSE_HTTP_ACCEPT_HTML)))) {
+        respond_page(c);
+        return;
+    }
+    if (!endpoint) {
         respond(c, 404, NULL, NULL);
         return;
     }
-    if (req->method == WSE_HTTP_GET && !(req->flags & WSE_HTTP_UPGRADE_WS)) {
-        /* A plain GET of the endpoint: it only speaks WebSocket. */
+    if (plain_get) {
+        /* A plain GET of the endpoint by a non-browser: it only speaks WebSocket. */
         respond(c, 426, "Upgrade: websocket\r\n" WSE_HANDSHAKE_426_HEADERS, NULL);
         return;
     }
@@ -917,7 +937,8 @@ int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg,
     W.limits.max_header_bytes = (uint16_t)cfg->max_header;
     W.limits.max_headers = (uint16_t)cfg->max_headers;
     W.rbuf = malloc(HEADROOM + RBUF_SIZE);
-    if (!W.rbuf)
+    W.page_len = wse_page_response(W.page, sizeof W.page, cfg->path);
+    if (!W.rbuf || !W.page_len)
         return -1;
 
     double idle_period = cfg->ping_interval > 0 ? cfg->ping_interval : cfg->idle_timeout;
