@@ -73,6 +73,7 @@ all: layercheck $(WSECHOD) $(WSBENCH) $(UNIT_BIN) $(BENCH_BIN)
 
 deps:
 	@sh scripts/deps.sh build test
+	@sh scripts/deps.sh --optional browser
 
 $(BUILD)/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -139,7 +140,8 @@ test: deps
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 
-run: deps
+run:
+	@sh scripts/deps.sh build
 	@$(MAKE) --no-print-directory $(BUILD)/wsechod
 	$(BUILD)/wsechod
 
