@@ -35,7 +35,7 @@ Q := @
 endif
 
 # Layer 0: the pure protocol core (libc, libcrypto, libb64 only).
-CORE    := common utf8 frame msg http handshake page
+CORE    := common utf8 frame msg http handshake page proxy
 # Layer 1: infrastructure without libev.
 INFRA   := log config net chan stats notify
 # Layer 2: on libev.
@@ -90,9 +90,11 @@ $(BUILD)/bench/%.o: bench/%.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(LIB): $(LIB_OBJ)
+# The archive also depends on the Makefile: a module added to the lists
+# above must enter it even when its object is older than the archive.
+$(LIB): $(LIB_OBJ) Makefile
 	@$(if $(Q),echo "  AR      $@")
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $(filter %.o,$^)
 
 $(BUILD)/wsechod: $(BUILD)/src/main.o $(SRV_OBJ) $(LIB)
 	@$(if $(Q),echo "  LD      $@")

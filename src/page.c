@@ -13,7 +13,7 @@ static const char page_head[] =
     "<title>wsechod</title>\n<style>\n"
     "body{font:16px system-ui,sans-serif;max-width:40em;margin:2em auto;padding:0 1em}\n"
     "#log{border:1px solid #bbb;height:20em;overflow:auto;padding:.5em;white-space:pre-wrap}\n"
-    "#msg{width:70%}.out{color:#555}.in{color:#063}\n</style></head><body>\n"
+    "#form{margin-bottom:1em}#msg{width:70%}.out{color:#555}.in{color:#063}\n</style></head><body>\n"
     "<h1>wsechod</h1>\n<p id=\"status\">connecting&hellip;</p>\n"
     "<form id=\"form\"><input id=\"msg\" autocomplete=\"off\" placeholder=\"a message\">\n"
     "<button id=\"send\" type=\"submit\">Send</button></form>\n<div id=\"log\"></div>\n"
@@ -33,7 +33,7 @@ static const char page_tail[] =
     "document.getElementById(\"form\").onsubmit = (e) => {\n"
     "  e.preventDefault();\n"
     "  const msg = document.getElementById(\"msg\");\n"
-    "  if (ws.readyState !== WebSocket.OPEN) return;\n"
+    "  if (ws.readyState !== WebSocket.OPEN) { add(\"out\", \"(not connected)\"); return; }\n"
     "  ws.send(msg.value); add(\"out\", \"> \" + msg.value); msg.value = \"\";\n};\n"
     "</script></body></html>\n";
 
@@ -66,6 +66,6 @@ size_t wse_page_response(char *out, size_t cap, const char *ws_path)
     return wse_http_response(out, cap, 200,
                              "Cache-Control: no-store\r\n"
                              "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "
-                             "style-src 'unsafe-inline'; connect-src 'self' ws: wss:\r\n",
+                             "style-src 'unsafe-inline'; connect-src 'self'\r\n",
                              "text/html; charset=utf-8", body, (size_t)n);
 }

@@ -1,0 +1,157 @@
+"""
+The browser page in a real headless Chromium, driven over the DevTools
+protocol (cdp.py): a browser's GET of the endpoint and GET / both serve the
+page; it connects; a message typed into the box and sent with a click (and
+one sent with Enter) comes back into the log as text; and the page loads
+nothing but itself and its WebSocket, with no console error.
+
+Skipped (never passed) when /usr/bin/chromium is not installed.
+"""
+import asyncio
+import html
+import re
+
+import cdp
+import wse
+from wse import Server
+
+# Markup, an ampersand, quotes, non-ASCII and an astral character: the log
+# must show every one of them as text.
+TEXT = 'h\u00e9llo <b>wsechod</b> & "friends" \u2713 \U0001F642'
+TEXT_ENTER = "a second one, sent with Enter"
+
+# The page's state in one look.
+STATE = """(() => {
+  const q = (s) => document.querySelector(s);
+  return {href: location.href, ready: document.readyState,
+          status: q("#status") ? q("#status").textContent : null,
+          value: q("#msg") ? q("#msg").value : null,
+          focus: document.activeElement ? document.activeElement.id : null,
+          log: q("#log") ? [...q("#log").children].map(d => [d.tagName, d.className, d.textContent])
+                         : null,
+          html: q("#log") ? q("#log").innerHTML : null,
+          resources: performance.getEntriesByType("resource").map(e => e.name)};
+})()"""
+
+
+def log_html(entries):
+    """#log's innerHTML for these (class, text) lines, as the page builds them."""
+    return "".join(f'<div class="{cls}">{html.escape(text, quote=False)}</div>'
+                   for cls, text in entries)
+
+
+async def open_page(page, url, ws_url):
+    """Loads url, waits until its WebSocket is open; returns the document's
+    response body as Chromium received it."""
+    await page.navigate(url)
+    st = await page.wait_until(
+        STATE, lambda s: s and s["href"] == url and s["status"] == f"connected to {ws_url}",
+        wse.scaled(20), f"{url} to say 'connected to {ws_url}'")
+    assert st["log"] == [] and st["value"] == "", f"a fresh page is not empty: {st}"
+
+    req = await page.wait_event("Network.requestWillBeSent",
+                                lambda p: p["request"]["url"] == url and p.get("type") == "Document",
+                                wse.scaled(10), f"the request of {url}")
+    # The headers as sent (requestWillBeSent has only those Blink set).
+    sent = await page.wait_event("Network.requestWillBeSentExtraInfo",
+                                 lambda p: p["requestId"] == req["requestId"],
+                                 wse.scaled(10), f"the headers sent for {url}")
+    accept = {k.lower(): v for k, v in sent["headers"].items()}.get("accept", "")
+    assert "text/html" in accept, f"Chromium sent Accept: {accept!r}"
+    resp = await page.wait_event("Network.responseReceived",
+                                 lambda p: p["requestId"] == req["requestId"],
+                                 wse.scaled(10), f"the response to {url}")
+    r = resp["response"]
+    assert r["status"] == 200, f"{url} answered {r['status']}"
+    assert r["mimeType"] == "text/html", f"{url} served {r['mimeType']}"
+    await page.wait_event("Network.loadingFinished", lambda p: p["requestId"] == req["requestId"],
+                          wse.scaled(10), f"the body of {url}")
+    body = await page.send("Network.getResponseBody", {"requestId": req["requestId"]})
+    assert not body.get("base64Encoded"), "the page came back as binary"
+    return body["body"]
+
+
+async def send_by_ui(page, text, lines, enter=False):
+    """Clicks into the box, types text, sends it with a click on Send (or
+    Enter) and waits for the echo; lines: the log so far, updated."""
+    await page.click("#msg")
+    await page.wait_until(STATE, lambda s: s["focus"] == "msg", wse.scaled(10),
+                          "the text box to take the focus after a click")
+    await page.type(text)
+    await page.wait_until(STATE, lambda s: s["value"] == text, wse.scaled(10),
+                          f"the text box to hold {text!r}")
+    if enter:
+        await page.press_enter()
+    else:
+        await page.click("#send")
+    lines += [("out", "> " + text), ("in", text)]
+    want = [["DIV", cls, t] for cls, t in lines]
+    st = await page.wait_until(STATE, lambda s: len(s["log"]) >= len(want), wse.scaled(10),
+                               f"the echo of {text!r} in the log")
+    assert st["log"] == want, f"log {st['log']}, expected {want}"
+    assert st["html"] == log_html(lines), f"log markup {st['html']!r}"
+    assert st["value"] == "", f"the box still holds {st['value']!r} after sending"
+    assert st["status"].startswith("connected to "), f"status {st['status']!r}"
+    return st
+
+
+async def drive(srv, browser):
+    base = f"http://{wse.HOST}:{srv.port}"
+    ws_url = f"ws://{wse.HOST}:{srv.port}/websocket"
+    async with cdp.connect(browser.ws_url, timeout=wse.scaled(20)) as conn:
+        page = await conn.new_page()
+        for domain in ("Network", "Page", "Runtime", "Log"):
+            await page.send(f"{domain}.enable")
+
+        # A browser's GET of the endpoint: the page, which connects there.
+        first = await open_page(page, base + "/websocket", ws_url)
+        lines = []
+        await send_by_ui(page, TEXT, lines)
+        st = await send_by_ui(page, TEXT_ENTER, lines, enter=True)
+        assert st["resources"] == [], f"the page loaded {st['resources']}"
+        first_peer = srv.wait_for_line(r"(\d+\.\d+\.\d+\.\d+:\d+) open /websocket\b", 10).group(1)
+
+        # GET /: the same page, and it works the same.  Leaving the first
+        # page closes its WebSocket properly (1001, going away).
+        mark = srv.mark()
+        second = await open_page(page, base + "/", ws_url)
+        srv.wait_for_line(rf"{re.escape(first_peer)} close 1001 from client", 10)
+        assert second == first, "GET / and a browser's GET /websocket serve different pages"
+        st = await send_by_ui(page, TEXT, [])
+        assert st["resources"] == [], f"the page loaded {st['resources']}"
+        second_peer = srv.wait_for_line(r"(\d+\.\d+\.\d+\.\d+:\d+) open /websocket\b", 10,
+                                        start=mark).group(1)
+
+        # Nothing but the page and its WebSocket, all on our server.
+        urls = []
+        for e in page.events():
+            p = e["params"]
+            if e["method"] == "Network.requestWillBeSent":
+                urls.append(p["request"]["url"])
+            elif e["method"] in ("Network.webSocketCreated", "Network.webTransportCreated"):
+                urls.append(p["url"])
+        outside = [u for u in urls if not (u.startswith(base + "/") or u.startswith(ws_url))]
+        assert not outside, f"the page made requests off the server: {outside}"
+        assert sorted(urls) == sorted([base + "/websocket", ws_url, base + "/", ws_url]), \
+            f"requests made: {urls}"
+        failed = page.events("Network.loadingFailed")
+        assert not failed, f"failed loads: {[e['params'] for e in failed]}"
+        errors = [e["params"]["entry"] for e in page.events("Log.entryAdded")
+                  if e["params"]["entry"]["level"] == "error"]
+        errors += [e["params"]["exceptionDetails"] for e in page.events("Runtime.exceptionThrown")]
+        errors += [e["params"] for e in page.events("Runtime.consoleAPICalled")
+                   if e["params"]["type"] in ("error", "assert")]
+        assert not errors, f"console errors: {errors}"
+        refused = srv.find_lines(r" http \d{3} ")
+        assert not refused, f"the server refused a request: {refused[0].string}"
+
+        # Closing the tab closes its WebSocket properly too.
+        await conn.send("Target.closeTarget", {"targetId": page.target})
+        srv.wait_for_line(rf"{re.escape(second_peer)} close 1001 from client", 10)
+
+
+@wse.timeout(60)
+def test_browser_types_and_clicks_and_sees_the_echo():
+    cdp.require_chromium()
+    with Server() as srv, cdp.Chromium(start_timeout=30) as browser:
+        asyncio.run(drive(srv, browser))
