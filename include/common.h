@@ -18,7 +18,9 @@
 #ifndef WSE_COMMON_H
 #define WSE_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 enum wse_rc {
     WSE_OK = 0,
@@ -35,6 +37,24 @@ enum wse_rc {
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
 #define WSE_UNUSED __attribute__((unused))
+
+/*
+ * A bounded appender for responses written into a caller's buffer: it
+ * writes what fits and remembers whether anything did not, so a writer can
+ * append freely and check once at the end.
+ */
+struct wse_out {
+    char *buf;
+    size_t cap, len;
+    bool overflow;
+};
+
+void wse_out_put(struct wse_out *o, const void *p, size_t n);
+
+static inline void wse_out_str(struct wse_out *o, const char *s)
+{
+    wse_out_put(o, s, strlen(s));
+}
 
 /* Strings compare equal ignoring ASCII case; n bytes of each. */
 int wse_ascii_casecmp(const char *a, const char *b, size_t n);

@@ -134,29 +134,12 @@ static bool header_value_ok(const char *v, size_t len)
     return memchr(v, '\r', len) == NULL && memchr(v, '\n', len) == NULL;
 }
 
-/* Bounded appender: writes what fits, remembers whether anything did not. */
-struct out {
-    char *buf;
-    size_t cap, len;
-    bool overflow;
-};
-
-static void put(struct out *o, const char *s, size_t n)
-{
-    if (o->overflow || n > o->cap - o->len) {
-        o->overflow = true;
-        return;
-    }
-    memcpy(o->buf + o->len, s, n);
-    o->len += n;
-}
-
-#define PUT_LIT(o, lit) put(o, lit, sizeof(lit) - 1)
+#define PUT_LIT(o, lit) wse_out_put(o, lit, sizeof(lit) - 1)
 
 size_t wse_handshake_response(char *out, size_t cap, const char *key, size_t key_len,
                               const char *protocol, size_t protocol_len)
 {
-    struct out o = { out, cap, 0, false };
+    struct wse_out o = { out, cap, 0, false };
     char accept[WSE_ACCEPT_LEN + 1];
     bool with_proto = protocol != NULL && protocol_len > 0;
 
@@ -170,11 +153,11 @@ size_t wse_handshake_response(char *out, size_t cap, const char *key, size_t key
                 "Upgrade: websocket\r\n"
                 "Connection: Upgrade\r\n"
                 "Sec-WebSocket-Accept: ");
-    put(&o, accept, WSE_ACCEPT_LEN);
+    wse_out_put(&o, accept, WSE_ACCEPT_LEN);
     PUT_LIT(&o, "\r\n");
     if (with_proto) {
         PUT_LIT(&o, "Sec-WebSocket-Protocol: ");
-        put(&o, protocol, protocol_len);
+        wse_out_put(&o, protocol, protocol_len);
         PUT_LIT(&o, "\r\n");
     }
     PUT_LIT(&o, "\r\n");

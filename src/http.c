@@ -487,30 +487,7 @@ const char *wse_http_reason(int status)
     }
 }
 
-/* Bounded appender: writes what fits, remembers whether anything did not. */
-struct out {
-    char *buf;
-    size_t cap, len;
-    bool overflow;
-};
-
-static void put(struct out *o, const char *s, size_t n)
-{
-    if (o->overflow || n > o->cap - o->len) {
-        o->overflow = true;
-        return;
-    }
-    memcpy(o->buf + o->len, s, n);
-    o->len += n;
-}
-
-static void puts_(struct out *o, const char *s)
-{
-    put(o, s, strlen(s));
-}
-
-/* Decimal without snprintf: no locale, no NUL needed past the end. */
-static void put_uint(struct out *o, size_t v)
+static void put_uint(struct wse_out *o, size_t v)
 {
     char tmp[24];
     size_t i = sizeof(tmp);
@@ -519,14 +496,14 @@ static void put_uint(struct out *o, size_t v)
         tmp[--i] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    put(o, tmp + i, sizeof(tmp) - i);
+    wse_out_put(o, tmp + i, sizeof(tmp) - i);
 }
 
 size_t wse_http_response(char *out, size_t cap, int status,
                          const char *extra_headers, const char *content_type,
                          const char *body, size_t body_len)
 {
-    struct out o = { out, cap, 0, false };
+    struct wse_out o = { out, cap, 0, false };
     const char *reason = wse_http_reason(status);
 
     /* A status line must carry three digits; anything else is a bug above. */
@@ -534,23 +511,23 @@ size_t wse_http_response(char *out, size_t cap, int status,
         return 0;
     if (!body)
         body_len = strlen(reason) + 1;
-    puts_(&o, "HTTP/1.1 ");
+    wse_out_str(&o, "HTTP/1.1 ");
     put_uint(&o, (size_t)status);
-    puts_(&o, " ");
-    puts_(&o, reason);
-    puts_(&o, "\r\nContent-Type: ");
-    puts_(&o, content_type ? content_type : "text/plain; charset=utf-8");
-    puts_(&o, "\r\nContent-Length: ");
+    wse_out_str(&o, " ");
+    wse_out_str(&o, reason);
+    wse_out_str(&o, "\r\nContent-Type: ");
+    wse_out_str(&o, content_type ? content_type : "text/plain; charset=utf-8");
+    wse_out_str(&o, "\r\nContent-Length: ");
     put_uint(&o, body_len);
-    puts_(&o, "\r\nConnection: close\r\n");
+    wse_out_str(&o, "\r\nConnection: close\r\n");
     if (extra_headers)
-        puts_(&o, extra_headers);
-    puts_(&o, "\r\n");
+        wse_out_str(&o, extra_headers);
+    wse_out_str(&o, "\r\n");
     if (body) {
-        put(&o, body, body_len);
+        wse_out_put(&o, body, body_len);
     } else {
-        puts_(&o, reason);
-        puts_(&o, "\n");
+        wse_out_str(&o, reason);
+        wse_out_str(&o, "\n");
     }
     return o.overflow ? 0 : o.len;
 }
