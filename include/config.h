@@ -57,6 +57,7 @@ struct wse_config {
     size_t echo_prefix_len;
     char origins[WSE_MAX_ORIGINS][WSE_STR_MAX];
     unsigned norigins;                  /* 0: every Origin allowed */
+    unsigned proxy_protocol;            /* 1: every connection starts with a PROXY header */
 
     /* limits (bytes / counts) */
     uint64_t max_message;               /* default 16 MiB */

@@ -48,6 +48,7 @@ enum kind {
     K_LISTEN,    /* ADDRESS:PORT, repeatable up to .max */
     K_STRLIST,   /* text, repeatable up to .max */
     K_FLAG,      /* no value: selects the mode .min */
+    K_BOOL,      /* no value on the command line (= yes); yes/no/on/off/true/false in a file */
     K_SIGNAL,    /* one of .words, copied to the field; selects WSE_MODE_SIGNAL */
 };
 
@@ -137,6 +138,8 @@ static const struct opt opts[] = {
     { .name = "echo-prefix", .kind = K_STRING, FIELD(echo_prefix), .def = "",
       .valid = valid_utf8, .expect = "UTF-8 text", .arg = "STR",
       .help = "put STR before every echoed text message" },
+    { .name = "proxy-protocol", .kind = K_BOOL, FIELD(proxy_protocol), .def = "no",
+      .help = "require a PROXY protocol v1 or v2 header (HAProxy send-proxy)" },
     { .name = "allow-origin", .kind = K_STRLIST, LIST(origins, norigins), .valid = valid_origin,
       .expect = "an origin like https://example.com, without spaces", .def_help = "any origin",
       .arg = "ORIGIN", .help = "accept handshakes from ORIGIN only; repeatable" },
@@ -322,6 +325,9 @@ static const char *expected(const struct opt *o, char *buf, size_t n)
         break;
     case K_FLAG:
         snprintf(buf, n, "no value");
+        break;
+    case K_BOOL:
+        snprintf(buf, n, "yes or no");
         break;
     }
     return buf;
@@ -624,6 +630,22 @@ static int apply(struct loader *ld, const struct opt *o, const char *v)
     case K_FLAG:
         return set_mode(ld, o, (enum wse_mode)o->min);
 
+    case K_BOOL: {
+        static const char *const yes[] = {"yes", "on", "true", "1"};
+        static const char *const no[] = {"no", "off", "false", "0"};
+        if (v == NULL) {            /* the command line's bare --option */
+            store_uint(c, o, 1);
+            return 0;
+        }
+        for (size_t i = 0; i < countof(yes); i++) {
+            if (strcmp(v, yes[i]) == 0 || strcmp(v, no[i]) == 0) {
+                store_uint(c, o, strcmp(v, yes[i]) == 0);
+                return 0;
+            }
+        }
+        return fail_expected(ld, o, v);
+    }
+
     case K_STRING:
         if (strlen(v) >= o->size)
             return fail(ld, o, "expected at most %zu bytes, got '%s'", o->size - 1,
@@ -909,7 +931,7 @@ int wse_config_load(struct wse_config *out, int argc, char *const argv[],
     *p++ = '+';
     *p++ = ':';
     for (size_t i = 0; i < NOPTS; i++) {
-        bool has_arg = opts[i].kind != K_FLAG;
+        bool has_arg = opts[i].kind != K_FLAG && opts[i].kind != K_BOOL;
         lopts[i] = (struct option){ opts[i].name, has_arg ? required_argument : no_argument,
                                     NULL, opt_val(i) };
         if (opts[i].letter) {
@@ -969,6 +991,7 @@ static const char *range_text(const struct opt *o, char *buf, size_t n)
         break;
     case K_STRING:
     case K_FLAG:
+    case K_BOOL:
         break;
     }
     return buf;

@@ -28,6 +28,7 @@
 #include "msg.h"
 #include "net.h"
 #include "page.h"
+#include "proxy.h"
 #include "stats.h"
 #include "timer.h"
 
@@ -60,8 +61,10 @@ enum close_cause { CC_RESET = 0, CC_CLIENT, CC_SERVER, CC_ERROR, CC_TIMEOUT };
 
 struct hs {                     /* a handshake that did not arrive in one read */
     struct wse_http_req req;
+    struct wse_proxy px;
     uint32_t len;
-    char buf[];                 /* max_header bytes */
+    uint16_t http_off;          /* where the HTTP request starts: after a PROXY header */
+    char buf[];                 /* [PROXY header +] max_header + 1 bytes */
 };
 
 struct peer {
@@ -222,7 +225,12 @@ static void out_release(struct conn *c)
 static void abort_conn(struct conn *c, const char *why)
 {
     char addr[WSE_ADDR_MAX];
-    log_info("%s aborted: %s", peer_str(c, addr), why);
+    /* A reset after the close handshake or an HTTP answer (load balancers'
+     * health checks do that) is no news. */
+    if (c->state == ST_LINGER)
+        log_debug("%s reset after closing: %s", peer_str(c, addr), why);
+    else
+        log_info("%s aborted: %s", peer_str(c, addr), why);
     conn_free(c);
 }
 
@@ -700,6 +708,82 @@ static void route(struct conn *c, const struct wse_http_req *req, const char *bu
     upgrade(c, req, buf);
 }
 
+/* Keeps a handshake split over reads in a buffer of its own. */
+static int hs_keep(struct conn *c, const char *buf, size_t have, size_t cap,
+                   const struct wse_http_req *req, const struct wse_proxy *px, size_t off)
+{
+    if (!c->hs) {
+        struct hs *hs = malloc(sizeof *hs + cap);
+        if (!hs)
+            return -1;
+        hs->req = *req;
+        hs->px = *px;
+        memcpy(hs->buf, buf, have);
+        c->hs = hs;
+    }
+    c->hs->len = (uint32_t)have;
+    c->hs->http_off = (uint16_t)off;
+    return 0;
+}
+
+/* The client behind the load balancer becomes this connection's peer. */
+static void apply_proxy(struct conn *c, const struct wse_proxy *px)
+{
+    char before[WSE_ADDR_MAX], after[WSE_ADDR_MAX];
+
+    if (px->command != WSE_PROXY_CMD_PROXY || px->family == WSE_PROXY_UNSPEC)
+        return;     /* the balancer's own health check: keep its address */
+    peer_str(c, before);
+    c->peer.family = px->family == WSE_PROXY_INET6 ? AF_INET6 : AF_INET;
+    c->peer.port = htons(px->src_port);
+    memcpy(c->peer.addr, px->src_addr, px->family == WSE_PROXY_INET6 ? 16 : 4);
+    log_debug("%s is %s (PROXY v%u)", before, peer_str(c, after), px->version);
+}
+
+/*
+ * The PROXY header a --proxy-protocol listener requires before the request.
+ * Returns 1 when it is complete (*off: where the request starts), 0 when
+ * more bytes are needed, -1 when the connection was refused.
+ */
+static int proxy_step(struct conn *c, struct wse_proxy *px, const char *buf, size_t have,
+                      size_t *off)
+{
+    char addr[WSE_ADDR_MAX];
+    int rc = wse_proxy_parse(px, (const uint8_t *)buf, have);
+
+    if (rc == WSE_AGAIN)
+        return 0;
+    if (rc == WSE_FAIL) {
+        /* No HTTP answer: whatever sent this does not speak PROXY. */
+        log_info("%s refused: no valid PROXY protocol header (bad byte at offset %u)",
+                 peer_str(c, addr), px->parsed);
+        STAT(refused_400, 1);
+        set_cause(c, CC_ERROR);
+        hs_free(c);
+        conn_free(c);
+        return -1;
+    }
+    apply_proxy(c, px);
+    *off = px->header_len;
+    return 1;
+}
+
+/* After the 101: bytes behind the request already belong to the WebSocket. */
+static void hs_done(struct conn *c, char *buf, size_t parsed_end, size_t have)
+{
+    size_t extra = have - parsed_end;
+
+    if (c->hs) {
+        memcpy(RB, c->hs->buf + parsed_end, extra);
+        hs_free(c);
+        buf = (char *)RB;
+    } else {
+        buf += parsed_end;
+    }
+    if (extra)
+        ws_process(c, (uint8_t *)buf, extra);
+}
+
 /*
  * Reads the request.  The common case, a request that arrives in one read,
  * is parsed straight from the worker's buffer and costs no allocation; only
@@ -709,7 +793,8 @@ static void hs_read(struct conn *c)
 {
     /* One byte more than the limit, so that an over-long head that comes in
      * pieces still reaches the byte where the parser answers 431. */
-    size_t cap = W.cfg->max_header + 1, have = c->hs ? c->hs->len : 0;
+    size_t cap = W.cfg->max_header + 1 + (W.cfg->proxy_protocol ? WSE_PROXY_MAX : 0);
+    size_t have = c->hs ? c->hs->len : 0;
     char *buf = c->hs ? c->hs->buf : (char *)RB;
     ssize_t n = read(c->io.fd, buf + have, c->hs ? cap - have : RBUF_SIZE);
 
@@ -722,44 +807,40 @@ static void hs_read(struct conn *c)
     }
     have += (size_t)n;
 
-    struct wse_http_req local, *req = c->hs ? &c->hs->req : &local;
-    if (!c->hs)
+    struct wse_http_req local_req, *req = c->hs ? &c->hs->req : &local_req;
+    struct wse_proxy local_px, *px = c->hs ? &c->hs->px : &local_px;
+    size_t off = c->hs ? c->hs->http_off : 0;
+    if (!c->hs) {
         wse_http_init(req);
-    int rc = wse_http_parse(req, buf, have, &W.limits);
-    if (rc == WSE_AGAIN) {
-        if (!c->hs) {
-            struct hs *hs = malloc(sizeof *hs + cap);
-            if (!hs) {
+        wse_proxy_init(px);
+    }
+    if (W.cfg->proxy_protocol && !off) {
+        int step = proxy_step(c, px, buf, have, &off);
+        if (step < 0)
+            return;
+        if (step == 0) {
+            if (hs_keep(c, buf, have, cap, req, px, 0) < 0)
                 abort_conn(c, "out of memory");
-                return;
-            }
-            hs->req = local;
-            memcpy(hs->buf, buf, have);
-            c->hs = hs;
+            return;
         }
-        c->hs->len = (uint32_t)have;
+    }
+    int rc = wse_http_parse(req, buf + off, have - off, &W.limits);
+    if (rc == WSE_AGAIN) {
+        if (hs_keep(c, buf, have, cap, req, px, off) < 0)
+            abort_conn(c, "out of memory");
         return;
     }
     if (rc == WSE_FAIL) {
         respond(c, req->status, NULL, NULL);
         return;
     }
-    /* Bytes after the request already belong to the WebSocket stream. */
-    size_t extra = have - req->parsed;
-    route(c, req, buf);
+    size_t parsed_end = off + req->parsed;
+    route(c, req, buf + off);
     if (c->state != ST_OPEN || (c->flags & F_DEAD)) {
         hs_free(c);
         return;
     }
-    if (c->hs) {
-        memcpy(RB, c->hs->buf + req->parsed, extra);
-        hs_free(c);
-        buf = (char *)RB;
-    } else {
-        buf += req->parsed;
-    }
-    if (extra)
-        ws_process(c, (uint8_t *)buf, extra);
+    hs_done(c, buf, parsed_end, have);
 }
 
 /* ---- libev glue -------------------------------------------------------- */

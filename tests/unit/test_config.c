@@ -401,6 +401,33 @@ END_TEST
 
 /* ------------------------------------------------------------------- strings */
 
+START_TEST(booleans)
+{
+    ck_assert_int_eq(LOAD0(), 0);
+    ck_assert_uint_eq(cfg.proxy_protocol, 0);
+    ck_assert_int_eq(LOAD("--proxy-protocol"), 0);
+    ck_assert_uint_eq(cfg.proxy_protocol, 1);
+    static const char *const yes[] = {"yes", "on", "true", "1"};
+    static const char *const no[] = {"no", "off", "false", "0"};
+    char text[64];
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(text, sizeof text, "proxy_protocol = %s\n", yes[i]);
+        ck_assert_int_eq(LOADF(text), 0);
+        ck_assert_uint_eq(cfg.proxy_protocol, 1);
+        snprintf(text, sizeof text, "proxy-protocol = %s\n", no[i]);
+        ck_assert_int_eq(LOADF(text), 0);
+        ck_assert_uint_eq(cfg.proxy_protocol, 0);
+    }
+    /* The command line's bare flag wins over the file's "no". */
+    ck_assert_int_eq(LOADFA("proxy-protocol = no\n", "--proxy-protocol"), 0);
+    ck_assert_uint_eq(cfg.proxy_protocol, 1);
+    ck_assert_int_ne(LOADF("proxy-protocol = maybe\n"), 0);
+    ck_assert_ptr_nonnull(strstr(err, "proxy-protocol: expected yes or no, got 'maybe'"));
+    /* A flag takes no value on the command line. */
+    ck_assert_int_ne(LOAD("--proxy-protocol=yes"), 0);
+}
+END_TEST
+
 START_TEST(strings)
 {
     char long_path[300];
@@ -944,6 +971,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, size_suffixes_and_ranges);
     tcase_add_test(tc, durations);
     tcase_add_test(tc, enums);
+    tcase_add_test(tc, booleans);
     tcase_add_test(tc, strings);
     tcase_add_test(tc, error_shows_controls_as_question_marks);
     tcase_add_test(tc, listen_forms);
