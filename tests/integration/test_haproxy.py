@@ -109,8 +109,8 @@ def test_real_client_addresses_through_haproxy():
             # Health checks arrive as PROXY v2 LOCAL and are answered.
             assert not a.find_lines(r"PROXY") and not b.find_lines(r"PROXY"), \
                 a.output() + b.output()
-            assert a.find_lines(r"open /websocket") and b.find_lines(r"open /websocket"), \
-                "leastconn used only one instance"
+            wse.wait_until(lambda: a.find_lines(r"open /websocket") and b.find_lines(r"open /websocket"),
+                           wse.scaled(5), "both instances logging a connection (leastconn)")
         finally:
             lb.stop()
 
@@ -150,7 +150,8 @@ def test_reload_then_quit_one_instance_behind_haproxy_no_client_fails():
                 assert status == 0, f"instance a exit status {status}"
                 n = ok[0]
                 wse.wait_until(lambda: ok[0] >= n + 30, wse.scaled(20), "traffic after the stop")
-                assert b.find_lines(r"open /websocket"), "instance b took no connection"
+                wse.wait_until(lambda: b.find_lines(r"open /websocket"), wse.scaled(5),
+                               "instance b logging a connection")
             finally:
                 stop.set()
                 for t in threads:
