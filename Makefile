@@ -21,10 +21,17 @@ else
 BUILD   := build
 SANFLAGS :=
 endif
+# STATS=0 compiles the counters out (build/nostats/), to measure their cost.
+STATS   ?= 1
+DEFS    :=
+ifeq ($(STATS),0)
+BUILD   := $(BUILD)/nostats
+DEFS    += -DWSE_NO_STATS
+endif
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
 CFLAGS  ?= -O2 -g
-ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(WARN) $(SANFLAGS) -Iinclude -MMD -MP -D_GNU_SOURCE
+ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(WARN) $(SANFLAGS) $(DEFS) -Iinclude -MMD -MP -D_GNU_SOURCE
 LDFLAGS ?=
 ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
 

@@ -168,6 +168,7 @@ void wse_stats_read_slot(const struct wse_stats_slot *s, struct wse_stats_slot *
 void wse_stats_snapshot(const struct wse_stats *st, struct wse_stats_slot *slots_out,
                         uint64_t totals[WSE_STAT_COUNT]);
 
+#ifndef WSE_NO_STATS
 /* Single-writer increment: no lock prefix, readers still see whole values. */
 static inline void wse_stat_add(struct wse_stats_slot *s, enum wse_stat_index i, uint64_t n)
 {
@@ -180,5 +181,17 @@ static inline void wse_stat_sub(struct wse_stats_slot *s, enum wse_stat_index i,
     __atomic_store_n(&s->c[i], __atomic_load_n(&s->c[i], __ATOMIC_RELAXED) - n,
                      __ATOMIC_RELAXED);
 }
+#else
+/* make STATS=0: counting compiled out, to measure what it costs (bench/). */
+static inline void wse_stat_add(struct wse_stats_slot *s, enum wse_stat_index i, uint64_t n)
+{
+    (void)s, (void)i, (void)n;
+}
+
+static inline void wse_stat_sub(struct wse_stats_slot *s, enum wse_stat_index i, uint64_t n)
+{
+    (void)s, (void)i, (void)n;
+}
+#endif
 
 #endif
