@@ -72,7 +72,7 @@ WSECHOD := $(if $(wildcard src/main.c),$(BUILD)/wsechod)
 WSBENCH_SRC := $(wildcard bench/wsbench*.c)
 WSBENCH := $(if $(WSBENCH_SRC),$(BUILD)/wsbench)
 
-.PHONY: all test unit integration fuzz run install uninstall clean deps layercheck bench-micro
+.PHONY: all test unit integration fuzz run install uninstall clean deps layercheck bench-micro valgrind
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -153,6 +153,12 @@ run:
 	@sh scripts/deps.sh build
 	@$(MAKE) --no-print-directory $(BUILD)/wsechod
 	$(BUILD)/wsechod
+
+# The unit suites and the server under valgrind (slow; make test SAN=1 runs
+# ASan + UBSan on every test instead).
+valgrind: deps
+	@$(MAKE) --no-print-directory all SAN=0
+	@sh scripts/valgrind-check.sh
 
 bench-micro: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do $$b; done

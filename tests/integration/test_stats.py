@@ -229,7 +229,7 @@ def test_live_segment_of_another_master_refuses_start():
     with Server() as srv:
         other = Server("--stats-name", f"wsechod.{srv.port}", ready=None)
         other.start()
-        status = other.wait_exit(10)
+        status = other.wait_exit(wse.scaled(10))
         other.stop()
         assert status == 1, f"second master exit status {status}"
         assert any(f"belongs to wsechod pid {srv.pid}" in l for l in other.lines), other.output()

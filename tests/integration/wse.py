@@ -37,7 +37,9 @@ GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
 
-SANITIZER_RE = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:")
+# Sanitizer reports, and valgrind's (run with -q, it prints only errors and
+# leaks, each line prefixed with ==PID==: see scripts/valgrind-check.sh).
+SANITIZER_RE = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|^==\d+== ")
 
 
 class Skip(Exception):
