@@ -1,0 +1,998 @@
+#!/usr/bin/env bash
+# bench/compare.sh - wsechod beside the servers a user would otherwise pick:
+# one run, one machine, the same load generator (build/wsbench) for all.
+#
+#   bench/compare.sh [--runs N] [--duration T] [--quick] [--servers LIST]
+#                    [--no-multi] [--no-install] [--hold N] [--help]
+#   bench/compare.sh --report bench/results/run-DATE     (tables again, no runs)
+#
+# Every server listens on 127.0.0.1 only, and everything here talks to
+# 127.0.0.1 only.  See bench/README.md for what each figure means.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT" || exit 1
+
+RUNS=3
+DURATION=5          # seconds per run
+QUICK=0
+MULTI=1
+INSTALL=1
+HOLD_N=10000
+CR_CONNS=100        # connections cycling at once in the handshake test
+SERVERS_ALL="wsechod raw lws gorilla node tornado tornado-prefix"
+SERVERS=$SERVERS_ALL
+SIZES="64 4096 65536"
+REPORT=""
+CONNS="100 1000"
+PIPES="1 16"
+
+usage() {
+    cat <<'EOF'
+Usage: bench/compare.sh [OPTIONS]
+
+Builds wsechod, wsbench, the raw TCP floor and the peer servers, then for each
+server: starts it on a free 127.0.0.1 port pinned to CPU 0, runs the matrix
+with wsbench pinned to CPU 1, stops it.  Writes bench/results/RESULTS-<date>.md
+(and the raw runs, the wsbench JSON and the charts beside it).
+
+  --runs N        runs per matrix cell; the table shows the median, min and max
+                  (default 3)
+  --duration T    length of one run in seconds, like 5 or 5s (default 5)
+  --quick         a tiny matrix to smoke-test the driver: 64 B and 4 KiB,
+                  100 connections, pipeline 1 and 16, 1 run of 1 s,
+                  --hold 1000, no multi-worker run (about 2 minutes)
+  --servers LIST  comma-separated subset of:
+                  wsechod,raw,lws,gorilla,node,tornado,tornado-prefix
+  --no-multi      skip the wsechod 1-worker / 2-worker unpinned run
+  --no-install    do not run scripts/bench-deps.sh; skip what is missing
+  --hold N        idle connections for the heap-per-connection figure
+                  (default 10000)
+  --report DIR    write the tables and charts again from an earlier run's
+                  bench/results/run-DATE/ (runs nothing)
+  -h, --help      this text
+
+Exit status: 0 when every wsechod run had zero errors, 1 otherwise, 2 usage.
+EOF
+}
+
+die() { echo "compare.sh: $*" >&2; exit 2; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --runs) [ $# -ge 2 ] || die "--runs needs a number"; RUNS=$2; shift ;;
+        --runs=*) RUNS=${1#*=} ;;
+        --duration) [ $# -ge 2 ] || die "--duration needs a time"; DURATION=$2; shift ;;
+        --duration=*) DURATION=${1#*=} ;;
+        --quick) QUICK=1 ;;
+        --servers) [ $# -ge 2 ] || die "--servers needs a list"; SERVERS=${2//,/ }; shift ;;
+        --servers=*) SERVERS=${1#*=}; SERVERS=${SERVERS//,/ } ;;
+        --no-multi) MULTI=0 ;;
+        --no-install) INSTALL=0 ;;
+        --hold) [ $# -ge 2 ] || die "--hold needs a number"; HOLD_N=$2; shift ;;
+        --hold=*) HOLD_N=${1#*=} ;;
+        --report) [ $# -ge 2 ] || die "--report needs a directory"; REPORT=$2; shift ;;
+        --report=*) REPORT=${1#*=} ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; exit 2 ;;
+    esac
+    shift
+done
+DURATION=${DURATION%s}
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs must be a whole number >= 1"
+[[ $DURATION =~ ^[0-9]+([.][0-9]+)?$ ]] && [ "$DURATION" != 0 ] || die "--duration must be seconds, like 5 or 5s"
+[[ $HOLD_N =~ ^[1-9][0-9]*$ ]] || die "--hold must be a whole number >= 1"
+for s in $SERVERS; do
+    [[ " $SERVERS_ALL " == *" $s "* ]] || die "unknown server '$s' (one of: $SERVERS_ALL)"
+done
+if [ $QUICK -eq 1 ]; then
+    RUNS=1; DURATION=1; SIZES="64 4096"; CONNS="100"; PIPES="1 16"; HOLD_N=1000; MULTI=0
+fi
+
+STAMP=$(date +%Y-%m-%d-%H%M)
+OUT=bench/results
+if [ -n "$REPORT" ]; then
+    REPORT=${REPORT%/}
+    [ -f "$REPORT/meta.sh" ] || die "$REPORT/meta.sh not found: not a run directory of compare.sh"
+    STAMP=${REPORT##*/run-}
+fi
+RUNDIR=$OUT/run-$STAMP
+mkdir -p "$RUNDIR" || exit 1
+RESULTS=$OUT/RESULTS-$STAMP.md
+TSV=$OUT/runs-$STAMP.tsv
+CLK_TCK=$(getconf CLK_TCK)
+WSBENCH_TIMEOUT=30s     # an echo later than this is an error (slow peers at 64 KiB x 16 x 1000)
+T_START=$(date +%s)
+
+log() { printf '%s\n' "$*"; }
+warn() { printf '%s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- pinning
+NCPU=$(nproc)
+if [ "$NCPU" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
+    PIN_SRV=(taskset -c 0)
+    PIN_CLI=(taskset -c 1)
+    PIN_NOTE="servers pinned to CPU 0 (taskset -c 0), wsbench pinned to CPU 1 (taskset -c 1)"
+else
+    PIN_SRV=()
+    PIN_CLI=()
+    PIN_NOTE="NOT pinned ($NCPU CPU(s) or no taskset): server and wsbench share the cores"
+fi
+
+# ---------------------------------------------------------------- cleanup
+CUR_SRV=""          # pid of the server running now
+CUR_CLI=""          # pid of the timeout(1) running wsbench now
+cleanup() {
+    if [ -n "$CUR_CLI" ]; then
+        kill -INT "$CUR_CLI" 2>/dev/null
+        wait "$CUR_CLI" 2>/dev/null
+    fi
+    [ -n "$CUR_SRV" ] && stop_server
+}
+trap 'cleanup; exit 130' INT TERM
+trap 'cleanup' EXIT
+
+# ---------------------------------------------------------------- /proc
+# The server's process tree: its pid and every descendant (wsechod's workers).
+tree_pids() {
+    local root=$1 f line rest pid ppid
+    declare -A kids=()
+    for f in /proc/[0-9]*/stat; do
+        read -r line 2>/dev/null <"$f" || continue
+        pid=${line%% *}
+        rest=${line##*) }
+        rest=${rest#* }
+        ppid=${rest%% *}
+        kids[$ppid]+=" $pid"
+    done
+    local queue=("$root") found=() p
+    while [ ${#queue[@]} -gt 0 ]; do
+        p=${queue[0]}
+        queue=("${queue[@]:1}")
+        [ -d "/proc/$p" ] || continue
+        found+=("$p")
+        # shellcheck disable=SC2206
+        [ -n "${kids[$p]:-}" ] && queue+=(${kids[$p]})
+    done
+    echo "${found[@]}"
+}
+
+# utime+stime+cutime+cstime of the whole tree, in clock ticks.  Every thread
+# is in its process's utime/stime; reaped children are in cutime/cstime.
+tree_ticks() {
+    local sum=0 p line rest
+    for p in $(tree_pids "$1"); do
+        read -r line 2>/dev/null <"/proc/$p/stat" || continue
+        rest=${line##*) }
+        # shellcheck disable=SC2086
+        set -- $rest
+        sum=$((sum + ${12} + ${13} + ${14} + ${15}))
+    done
+    echo $sum
+}
+
+# VmRSS of the whole tree, in KiB.
+# Anonymous resident memory (heap, stacks) of the whole tree.  Not VmRSS:
+# the first handshake pages in ~2.5 MB of libcrypto and libc code (RssFile),
+# a one-time cost shared with every process that maps them, which is not
+# memory per connection.
+tree_rss() {
+    local sum=0 p k v
+    for p in $(tree_pids "$1"); do
+        while read -r k v _; do
+            [ "$k" = "RssAnon:" ] && sum=$((sum + v))
+        done 2>/dev/null <"/proc/$p/status"
+    done
+    echo $sum
+}
+
+# Open sockets of the whole tree.
+tree_sockets() {
+    local n=0 p
+    for p in $(tree_pids "$1"); do
+        n=$((n + $(find "/proc/$p/fd" -lname 'socket:*' 2>/dev/null | wc -l)))
+    done
+    echo $n
+}
+
+# Busy clock ticks of the whole machine (/proc/stat), to see what else ran.
+machine_ticks() {
+    local user nice system irq softirq steal
+    read -r _ user nice system _ _ irq softirq steal _ </proc/stat
+    echo $((user + nice + system + irq + softirq + steal))
+}
+
+# CPU seconds the shell's reaped children used so far, user + system.
+# (times runs in this shell, not in a $(...) subshell, whose children are not ours.)
+children_cpu() {
+    times >"$RUNDIR/.times"
+    # second line: "0m1.234s 0m0.567s"
+    tail -n 1 "$RUNDIR/.times" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); s += a[1] * 60 + a[2] } printf "%.3f\n", s }'
+}
+
+# ---------------------------------------------------------------- build
+SKIPPED=()          # "server: reason"
+declare -A AVAILABLE=()
+
+need_group() {      # bench-deps.sh GROUP, unless --no-install
+    [ $INSTALL -eq 1 ] || return 0
+    bash scripts/bench-deps.sh "$@" >>"$RUNDIR/deps.log" 2>&1
+}
+
+skip() {
+    SKIPPED+=("$1: $2")
+    warn "SKIP $1: $2"
+}
+
+build_all() {
+    log "== build"
+    need_group tools || warn "bench-deps.sh tools failed (see $RUNDIR/deps.log)"
+    # Three tries, 20 s apart: a tree being edited may fail to link for a moment.
+    local try
+    for try in 1 2 3; do
+        make --no-print-directory build/wsechod build/wsbench >"$RUNDIR/build.log" 2>&1 && break
+        if [ $try -eq 3 ]; then
+            cat "$RUNDIR/build.log" >&2
+            die "make build/wsechod build/wsbench failed"
+        fi
+        warn "make build/wsechod build/wsbench failed; trying again in 20 s (see $RUNDIR/build.log)"
+        sleep 20
+    done
+    if [ ! -x build/rawecho ] || [ bench/rawecho.c -nt build/rawecho ]; then
+        if grep -q '^\$(BUILD)/rawecho:' Makefile; then
+            make --no-print-directory build/rawecho >>"$RUNDIR/build.log" 2>&1
+        else
+            cc -std=gnu11 -O2 -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror -D_GNU_SOURCE \
+                bench/rawecho.c -o build/rawecho >>"$RUNDIR/build.log" 2>&1
+        fi
+    fi
+    AVAILABLE[wsechod]=1
+    if [ -x build/rawecho ]; then AVAILABLE[raw]=1; else skip raw "build/rawecho did not build (see $RUNDIR/build.log)"; fi
+    mkdir -p build/peers
+
+    local want=" $SERVERS "
+    # shellcheck disable=SC2046  # pkg-config's flags are words
+    if [[ $want == *" lws "* ]]; then
+        need_group lws
+        if ! pkg-config --exists libwebsockets 2>/dev/null; then
+            skip lws "libwebsockets-dev is not installed (scripts/bench-deps.sh lws)"
+        elif [ -x build/peers/lws_echo ] && [ build/peers/lws_echo -nt bench/peers/lws_echo.c ] ||
+            cc -std=gnu11 -O2 -Wall -Wextra -D_GNU_SOURCE bench/peers/lws_echo.c -o build/peers/lws_echo \
+                $(pkg-config --cflags --libs libwebsockets) >>"$RUNDIR/build.log" 2>&1; then
+            AVAILABLE[lws]=1
+        else
+            skip lws "bench/peers/lws_echo.c did not build (see $RUNDIR/build.log)"
+        fi
+    fi
+    if [[ $want == *" gorilla "* ]]; then
+        need_group go
+        if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/github.com/gorilla/websocket ]; then
+            skip gorilla "golang-go or golang-github-gorilla-websocket-dev is not installed (scripts/bench-deps.sh go)"
+        elif [ -x build/peers/gorilla_echo ] && [ build/peers/gorilla_echo -nt bench/peers/gorilla_echo.go ] ||
+            GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$ROOT/build/peers/go-cache" \
+                go build -o build/peers/gorilla_echo bench/peers/gorilla_echo.go >>"$RUNDIR/build.log" 2>&1; then
+            AVAILABLE[gorilla]=1
+        else
+            skip gorilla "bench/peers/gorilla_echo.go did not build (see $RUNDIR/build.log)"
+        fi
+    fi
+    if [[ $want == *" node "* ]]; then
+        need_group node
+        if ! command -v node >/dev/null 2>&1; then
+            skip node "node is not installed (scripts/bench-deps.sh node)"
+        elif [ ! -f bench/peers/node_ws/node_modules/ws/package.json ]; then
+            skip node "the ws package is not installed in bench/peers/node_ws (scripts/bench-deps.sh node)"
+        else
+            AVAILABLE[node]=1
+        fi
+    fi
+    if [[ $want == *" tornado"* ]]; then
+        need_group tornado
+        if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import tornado' 2>/dev/null; then
+            AVAILABLE[tornado]=1
+            AVAILABLE[tornado-prefix]=1
+        else
+            skip tornado "python3-tornado is not installed (scripts/bench-deps.sh tornado)"
+            skip tornado-prefix "python3-tornado is not installed (scripts/bench-deps.sh tornado)"
+        fi
+    fi
+}
+
+# ---------------------------------------------------------------- servers
+server_label() {
+    case "$1" in
+        wsechod) echo "wsechod -w 1" ;;
+        wsechod-w1) echo "wsechod -w 1 (unpinned)" ;;
+        wsechod-w2) echo "wsechod -w 2 (unpinned)" ;;
+        raw) echo "raw TCP (epoll)" ;;
+        lws) echo "libwebsockets $(pkg-config --modversion libwebsockets 2>/dev/null | sed 's/-$//')" ;;
+        gorilla) echo "Go gorilla/websocket ($(go version 2>/dev/null | awk '{print $3}'))" ;;
+        node) echo "Node ws $(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' bench/peers/node_ws/node_modules/ws/package.json 2>/dev/null) (node $(node --version 2>/dev/null))" ;;
+        tornado) echo "Tornado $(/usr/bin/python3 -c 'import tornado; print(tornado.version)' 2>/dev/null) (pure echo)" ;;
+        tornado-prefix) echo "Tornado (tutorial, \"You said: \")" ;;
+    esac
+}
+
+# server_cmd NAME PORT -> SRV_CMD (array) and SRV_PIN (array)
+server_cmd() {
+    local name=$1 port=$2
+    SRV_PIN=("${PIN_SRV[@]}")
+    case "$name" in
+        wsechod) SRV_CMD=(build/wsechod -w 1 --log-level warn -l "127.0.0.1:$port") ;;
+        wsechod-w1) SRV_PIN=(); SRV_CMD=(build/wsechod -w 1 --log-level warn -l "127.0.0.1:$port") ;;
+        wsechod-w2) SRV_PIN=(); SRV_CMD=(build/wsechod -w 2 --log-level warn -l "127.0.0.1:$port") ;;
+        raw) SRV_CMD=(build/rawecho "$port") ;;
+        lws) SRV_CMD=(build/peers/lws_echo "$port") ;;
+        gorilla) SRV_CMD=(env GOMAXPROCS=1 build/peers/gorilla_echo "$port") ;;
+        node) SRV_CMD=(node bench/peers/node_ws/echo.js "$port") ;;
+        tornado) SRV_CMD=(/usr/bin/python3 bench/peers/tornado_echo.py "$port") ;;
+        tornado-prefix) SRV_CMD=(/usr/bin/python3 bench/peers/tornado_echo.py --prefix "$port") ;;
+    esac
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Ports from a random base below the ephemeral range (32768-60999), so that
+# wsbench's own connections never take the one a server is about to use.
+NEXT_PORT=$((20000 + RANDOM % 10000))
+free_port() {       # -> CUR_PORT (runs in this shell: no $(...))
+    local i
+    for i in $(seq 1 200); do
+        NEXT_PORT=$((NEXT_PORT + 1))
+        if ! port_busy $NEXT_PORT; then
+            CUR_PORT=$NEXT_PORT
+            return 0
+        fi
+    done
+    return 1
+}
+
+# start_server NAME -> CUR_SRV, CUR_PORT
+start_server() {
+    local name=$1 i
+    free_port || { warn "no free port"; return 1; }
+    server_cmd "$name" "$CUR_PORT"
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null
+    "${SRV_PIN[@]}" "${SRV_CMD[@]}" >>"$RUNDIR/server-$name.log" 2>&1 &
+    CUR_SRV=$!
+    for i in $(seq 1 150); do      # up to 30 s
+        if ! kill -0 "$CUR_SRV" 2>/dev/null; then
+            wait "$CUR_SRV" 2>/dev/null
+            warn "$name exited at start (see $RUNDIR/server-$name.log)"
+            CUR_SRV=""
+            return 1
+        fi
+        if port_busy "$CUR_PORT"; then
+            log "   started $(server_label "$name"): pid $CUR_SRV, 127.0.0.1:$CUR_PORT${SRV_PIN[*]:+, ${SRV_PIN[*]}}"
+            sleep 0.3
+            return 0
+        fi
+        sleep 0.2
+    done
+    warn "$name did not accept on 127.0.0.1:$CUR_PORT within 30 s"
+    stop_server
+    return 1
+}
+
+stop_server() {
+    [ -n "$CUR_SRV" ] || return 0
+    local pids i p
+    pids=$(tree_pids "$CUR_SRV")
+    kill -TERM "$CUR_SRV" 2>/dev/null
+    for i in $(seq 1 50); do
+        kill -0 "$CUR_SRV" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$CUR_SRV" 2>/dev/null && kill -KILL "$CUR_SRV" 2>/dev/null
+    wait "$CUR_SRV" 2>/dev/null
+    # Descendants it left (by pid, all started by this script).
+    for p in $pids; do
+        [ "$p" = "$CUR_SRV" ] && continue
+        kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
+    done
+    CUR_SRV=""
+}
+
+# ---------------------------------------------------------------- one run
+ERRORS_WSECHOD=()
+ERRORS_PEERS=()
+# json_num FILE KEY: the first number after "KEY":
+json_num() {
+    sed -n "s/.*\"$2\": *\([-0-9.eE+]*\).*/\1/p" "$1" | head -n 1
+}
+json_errors() {     # the sum of the "errors" object
+    sed -n 's/.*"errors": *{\([^}]*\)}.*/\1/p' "$1" | tr ',' '\n' | awk -F: '{ s += $2 } END { print s + 0 }'
+}
+
+# wsb TIMEOUT_S OUTFILE ARGS...: run wsbench pinned, bounded; sets WSB_RC,
+# WSB_CLI (its CPU seconds) and WSB_WALL.
+wsb() {
+    local limit=$1 out=$2 c0 c1 t0 t1
+    shift 2
+    children_cpu >"$RUNDIR/.c0"; c0=$(cat "$RUNDIR/.c0")
+    t0=$(date +%s.%N)
+    # timeout(1) bounds it (SIGINT, then SIGKILL 10 s later) and passes on our signals.
+    timeout -s INT -k 10 "$limit" "${PIN_CLI[@]}" build/wsbench "$@" >"$out" 2>"$out.err" &
+    CUR_CLI=$!
+    wait "$CUR_CLI"
+    WSB_RC=$?
+    CUR_CLI=""
+    t1=$(date +%s.%N)
+    children_cpu >"$RUNDIR/.c1"; c1=$(cat "$RUNDIR/.c1")
+    WSB_CLI=$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.3f", b - a }')
+    WSB_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    if [ "$WSB_RC" -eq 2 ]; then
+        cat "$out.err" >&2
+        die "wsbench rejected its command line (build/wsbench $*): has its CLI changed?"
+    fi
+}
+
+# CPU seconds that neither the server nor wsbench used (other processes on
+# the machine, and this script), from machine ticks M0..M1.
+other_cpu() {       # M0 M1 SERVER_CPU
+    awk -v a="$1" -v b="$2" -v t="$CLK_TCK" -v s="$3" -v c="$WSB_CLI" \
+        'BEGIN { o = (b - a) / t - s - c; if (o < 0) o = 0; printf "%.3f", o }'
+}
+
+flag_errors() {     # NAME WHAT FILE ERRS
+    local name=$1 what=$2 file=$3 errs=$4 detail
+    detail=$(sed -n 's/.*"errors": *{\([^}]*\)}.*/\1/p' "$file")
+    if [[ $name == wsechod* ]]; then
+        ERRORS_WSECHOD+=("$name $what: $errs errors ($detail); $file")
+        warn ""
+        warn "!!!!!! ERROR: wsechod $what: $errs wsbench errors ($detail) -- see $file"
+        warn ""
+    else
+        ERRORS_PEERS+=("$name $what: $errs errors ($detail)")
+    fi
+}
+
+echo_run() {        # NAME SIZE CONNS PIPE RUN
+    local name=$1 size=$2 conns=$3 pipe=$4 run=$5 out k0 k1 m0 m1 msgs rate errs cpu other args
+    out=$RUNDIR/$name-s$size-c$conns-p$pipe-r$run.json
+    if [ "$name" = raw ]; then
+        args=(--raw -t 1 -c "$conns" -s "$size" -p "$pipe" -d "$DURATION" --timeout "$WSBENCH_TIMEOUT" --json "tcp://127.0.0.1:$CUR_PORT")
+    else
+        args=(-t 1 -c "$conns" -s "$size" -p "$pipe" -d "$DURATION" --binary --timeout "$WSBENCH_TIMEOUT" --json "ws://127.0.0.1:$CUR_PORT/websocket")
+    fi
+    k0=$(tree_ticks "$CUR_SRV"); m0=$(machine_ticks)
+    wsb "$(awk -v d="$DURATION" 'BEGIN { print int(d + 60) }')" "$out" "${args[@]}"
+    m1=$(machine_ticks); k1=$(tree_ticks "$CUR_SRV")
+    msgs=$(json_num "$out" messages); msgs=${msgs:-0}
+    rate=$(json_num "$out" msgs_per_sec); rate=${rate:-0}
+    errs=$(json_errors "$out")
+    [ -s "$out" ] || errs=-1
+    cpu=$(awk -v a="$k0" -v b="$k1" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) / t }')
+    other=$(other_cpu "$m0" "$m1" "$cpu")
+    printf '%s\techo\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$size" "$conns" "$pipe" "$run" \
+        "$msgs" "$rate" "$errs" "$cpu" "$WSB_CLI" "$WSB_WALL" "$WSB_RC" "$other" >>"$TSV"
+    printf '   %-15s %6s B c%-4s p%-2s run %s/%s: %10.0f msg/s  srv %5.2f s CPU (%s s/M msgs)  cpu%% srv %3.0f wsbench %3.0f other %3.0f  errors %s\n' \
+        "$name" "$size" "$conns" "$pipe" "$run" "$RUNS" "$rate" "$cpu" \
+        "$(awk -v c="$cpu" -v m="$msgs" 'BEGIN { if (m > 0) printf "%.2f", c / m * 1e6; else printf "n/a" }')" \
+        "$(awk -v c="$cpu" -v w="$WSB_WALL" 'BEGIN { printf "%.0f", 100 * c / w }')" \
+        "$(awk -v c="$WSB_CLI" -v w="$WSB_WALL" 'BEGIN { printf "%.0f", 100 * c / w }')" \
+        "$(awk -v c="$other" -v w="$WSB_WALL" 'BEGIN { printf "%.0f", 100 * c / w }')" "$errs"
+    if [ "$errs" != 0 ] || { [ "$WSB_RC" != 0 ] && [[ $name == wsechod* ]]; }; then
+        flag_errors "$name" "echo ${size} B c$conns p$pipe run $run (exit $WSB_RC)" "$out" "$errs"
+    fi
+}
+
+connect_run() {     # NAME RUN
+    local name=$1 run=$2 out k0 k1 m0 m1 hs rate errs cpu other
+    out=$RUNDIR/$name-connect-r$run.json
+    k0=$(tree_ticks "$CUR_SRV"); m0=$(machine_ticks)
+    wsb "$(awk -v d="$DURATION" 'BEGIN { print int(d + 60) }')" "$out" \
+        --connect-rate -t 1 -c "$CR_CONNS" -s 64 --binary -d "$DURATION" --json "ws://127.0.0.1:$CUR_PORT/websocket"
+    m1=$(machine_ticks); k1=$(tree_ticks "$CUR_SRV")
+    hs=$(json_num "$out" handshakes); hs=${hs:-0}
+    rate=$(json_num "$out" handshakes_per_sec); rate=${rate:-0}
+    errs=$(json_errors "$out")
+    [ -s "$out" ] || errs=-1
+    cpu=$(awk -v a="$k0" -v b="$k1" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) / t }')
+    other=$(other_cpu "$m0" "$m1" "$cpu")
+    printf '%s\tconnect\t64\t%s\t1\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$CR_CONNS" "$run" \
+        "$hs" "$rate" "$errs" "$cpu" "$WSB_CLI" "$WSB_WALL" "$WSB_RC" "$other" >>"$TSV"
+    printf '   %-15s handshakes c%s run %s/%s: %10.0f /s  srv %5.2f s CPU  cpu%% srv %3.0f wsbench %3.0f  errors %s\n' \
+        "$name" "$CR_CONNS" "$run" "$RUNS" "$rate" "$cpu" \
+        "$(awk -v c="$cpu" -v w="$WSB_WALL" 'BEGIN { printf "%.0f", 100 * c / w }')" \
+        "$(awk -v c="$WSB_CLI" -v w="$WSB_WALL" 'BEGIN { printf "%.0f", 100 * c / w }')" "$errs"
+    if [ "$errs" != 0 ] || { [ "$WSB_RC" != 0 ] && [[ $name == wsechod* ]]; }; then
+        flag_errors "$name" "connect-rate run $run (exit $WSB_RC)" "$out" "$errs"
+    fi
+}
+
+# Heap per idle connection: server RSS before, open HOLD_N idle connections,
+# wait until the server holds them all (its socket count) and 2 s more, RSS
+# again, then stop wsbench (SIGINT: it closes them all cleanly).
+hold_run() {        # NAME
+    local name=$1 out rss0 rss1 s0 s i est allopen errs t0 tsample
+    out=$RUNDIR/$name-hold.json
+    rss0=$(tree_rss "$CUR_SRV")
+    s0=$(tree_sockets "$CUR_SRV")
+    t0=$(date +%s.%N)
+    timeout -s INT -k 30 150 "${PIN_CLI[@]}" build/wsbench --hold "$HOLD_N" -t 1 -d 120 --timeout 10s --json \
+        "ws://127.0.0.1:$CUR_PORT/websocket" >"$out" 2>"$out.err" &
+    CUR_CLI=$!
+    for i in $(seq 1 180); do       # up to 90 s
+        kill -0 "$CUR_CLI" 2>/dev/null || break
+        s=$(tree_sockets "$CUR_SRV")
+        [ $((s - s0)) -ge "$HOLD_N" ] && break
+        sleep 0.5
+    done
+    sleep 2
+    rss1=$(tree_rss "$CUR_SRV")
+    tsample=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
+    s=$(tree_sockets "$CUR_SRV")
+    kill -INT "$CUR_CLI" 2>/dev/null      # timeout(1) passes it on to wsbench
+    wait "$CUR_CLI"
+    WSB_RC=$?
+    CUR_CLI=""
+    est=$(json_num "$out" established); est=${est:-0}
+    allopen=$(json_num "$out" all_open_s); allopen=${allopen:-0}
+    errs=$(json_errors "$out")
+    [ -s "$out" ] || errs=-1
+    # hold rows: msgs = established, rate = heap bytes per connection,
+    # cpu = RSS before (KiB), cli = RSS after (KiB), wall = sample time (s)
+    local per
+    per=$(awk -v a="$rss0" -v b="$rss1" -v n="$HOLD_N" 'BEGIN { printf "%.0f", (b - a) * 1024 / n }')
+    printf '%s\thold\t0\t%s\t0\t1\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t0\n' "$name" "$HOLD_N" "$est" "$per" "$errs" \
+        "$rss0" "$rss1" "$tsample" "$WSB_RC" >>"$TSV"
+    log "   $(printf '%-15s' "$name") hold $HOLD_N: $est established (all by ${allopen} s; RSS sampled at ${tsample} s with $((s - s0)) server sockets), RSS $rss0 -> $rss1 KiB = $per B per connection, errors $errs"
+    if awk -v a="$allopen" -v t="$tsample" 'BEGIN { exit !(a == 0 || a > t) }'; then
+        warn "   WARNING: $name: not all $HOLD_N connections were open when RSS was sampled"
+    fi
+    if [ "$errs" != 0 ] || { [ "$WSB_RC" != 0 ] && [[ $name == wsechod* ]]; }; then
+        flag_errors "$name" "hold $HOLD_N (exit $WSB_RC; established $est)" "$out" "$errs"
+    fi
+}
+
+# A short check that the tutorial handler answers, and how: wsbench counts
+# each "You said: ..." reply as a mismatch, so it can't measure throughput.
+prefix_check() {
+    local out=$RUNDIR/tornado-prefix-check.json mm
+    wsb 30 "$out" -t 1 -c 10 -s 64 -d 1 --json -v "ws://127.0.0.1:$CUR_PORT/websocket"
+    mm=$(json_num "$out" mismatch); mm=${mm:-0}
+    PREFIX_NOTE="a 1 s check with 10 connections got $mm replies, each \"You said: \" + message, which wsbench counts as a mismatch (\"$(grep -m1 -o 'error: .*' "$out.err" 2>/dev/null | sed 's/^error: //')\") and answers by dropping the connection"
+    log "   tornado-prefix: $PREFIX_NOTE"
+}
+PREFIX_NOTE=""
+
+# ---------------------------------------------------------------- a server
+bench_server() {    # NAME [MATRIX_ONLY]
+    local name=$1 only=${2:-} s c p r
+    log ""
+    log "== $(server_label "$name")"
+    start_server "$name" || { skip "$name" "did not start (see $RUNDIR/server-$name.log)"; return; }
+    if [ "$name" != raw ] && [ -z "$only" ]; then
+        hold_run "$name"
+    fi
+    if [ "$name" = tornado-prefix ]; then
+        prefix_check
+        stop_server
+        return
+    fi
+    if [ "$name" != raw ]; then
+        for r in $(seq 1 "$RUNS"); do connect_run "$name" "$r"; done
+    fi
+    for s in $SIZES; do
+        for c in $CONNS; do
+            for p in $PIPES; do
+                for r in $(seq 1 "$RUNS"); do
+                    if ! kill -0 "$CUR_SRV" 2>/dev/null; then
+                        warn "!!!!!! $name died during the matrix (see $RUNDIR/server-$name.log)"
+                        [[ $name == wsechod* ]] && ERRORS_WSECHOD+=("$name died during the matrix")
+                        CUR_SRV=""
+                        return
+                    fi
+                    echo_run "$name" "$s" "$c" "$p" "$r"
+                done
+            done
+        done
+    done
+    stop_server
+}
+
+# ---------------------------------------------------------------- tables
+# agg NAME KIND SIZE CONNS PIPE COL: "median min max n" of column COL of the
+# TSV (7 = msgs, 8 = rate, 9 = errors, 10 = srv cpu s, 11 = wsbench cpu s,
+# 12 = wall s, 14 = other cpu s), or 0 = srv cpu seconds per million
+# messages, -1 = srv cpu %, -2 = wsbench cpu %, -3 = other cpu %.
+agg() {
+    awk -F'\t' -v n="$1" -v k="$2" -v s="$3" -v c="$4" -v p="$5" -v col="$6" '
+        $1 == n && $2 == k && $3 == s && $4 == c && $5 == p {
+            if (col == 0) { if ($7 > 0) print $10 / $7 * 1e6 }
+            else if (col == -1) { if ($12 > 0) print 100 * $10 / $12 }
+            else if (col == -2) { if ($12 > 0) print 100 * $11 / $12 }
+            else if (col == -3) { if ($12 > 0) print 100 * $14 / $12 }
+            else print $col
+        }' "$TSV" | sort -g | awk '
+        { v[NR] = $1 }
+        END {
+            if (NR == 0) { print ""; exit }
+            med = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            print med, v[1], v[NR], NR
+        }'
+}
+
+fmt_rate() {        # 12345.6 -> 12.3k
+    awk -v v="$1" 'BEGIN {
+        if (v == "") { printf "n/a"; exit }
+        if (v >= 1e6) printf "%.2fM", v / 1e6
+        else if (v >= 1e4) printf "%.0fk", v / 1e3
+        else if (v >= 1e3) printf "%.1fk", v / 1e3
+        else printf "%.0f", v }'
+}
+fmt_cpu() {
+    awk -v v="$1" 'BEGIN {
+        if (v == "") { printf "n/a"; exit }
+        if (v >= 100) printf "%.0f", v; else if (v >= 10) printf "%.1f", v; else printf "%.2f", v }'
+}
+size_name() {
+    case "$1" in
+        64) echo "64 B" ;; 4096) echo "4 KiB" ;; 65536) echo "64 KiB" ;;
+        *) if [ $(($1 % 1024)) -eq 0 ]; then echo "$(($1 / 1024)) KiB"; else echo "$1 B"; fi ;;
+    esac
+}
+
+# Servers that have echo rows, in table order.
+echo_servers() {
+    local n
+    for n in "$@"; do
+        awk -F'\t' -v n="$n" '$1 == n && $2 == "echo" { f = 1; exit } END { exit !f }' "$TSV" 2>/dev/null && echo "$n"
+    done
+}
+
+short_name() {
+    case "$1" in
+        wsechod) echo "wsechod" ;; wsechod-w1) echo "wsechod w1 unpinned" ;; wsechod-w2) echo "wsechod w2 unpinned" ;;
+        raw) echo "raw TCP" ;; lws) echo "libwebsockets" ;; gorilla) echo "gorilla" ;;
+        node) echo "Node ws" ;; tornado) echo "Tornado" ;; tornado-prefix) echo "Tornado prefix" ;;
+    esac
+}
+
+# cell_marks NAME S C P: "!" errors, "‡" wsbench-bound
+cell_marks() {
+    local e b
+    e=$(agg "$1" echo "$2" "$3" "$4" 9 | awk '{ print $3 }')
+    b=$(awk -F'\t' -v n="$1" -v s="$2" -v c="$3" -v p="$4" '
+        $1 == n && $2 == "echo" && $3 == s && $4 == c && $5 == p && $12 > 0 {
+            k++; if ($11 / $12 >= 0.95 && $10 / $12 < 0.90) b++ }
+        END { if (k && b * 2 > k) print 1 }' "$TSV")
+    [ -n "$e" ] && [ "$e" != 0 ] && printf '!'
+    [ -n "$b" ] && printf '‡'
+}
+
+# echo_table TITLE WHAT SERVERS...   WHAT = cpu | rate
+echo_table() {
+    local title=$1 what=$2 n s c p hdr sep row v m ratio raw_v ws_v
+    shift 2
+    local names=("$@")
+    hdr="| size | conns | pipeline |"
+    sep="|---:|---:|---:|"
+    for n in "${names[@]}"; do hdr+=" $(short_name "$n") |"; sep+="---:|"; done
+    local with_ratio=0
+    if [ "$what" = cpu ] && [[ " ${names[*]} " == *" raw "* ]] && [[ " ${names[*]} " == *" wsechod "* ]]; then
+        with_ratio=1; hdr+=" wsechod / raw |"; sep+="---:|"
+    fi
+    echo "$title"
+    echo
+    echo "$hdr"
+    echo "$sep"
+    for s in $SIZES; do
+        for c in $CONNS; do
+            for p in $PIPES; do
+                row="| $(size_name "$s") | $c | $p |"
+                for n in "${names[@]}"; do
+                    if [ "$what" = cpu ]; then
+                        v=$(agg "$n" echo "$s" "$c" "$p" 0)
+                        m=$(cell_marks "$n" "$s" "$c" "$p")
+                        [ -n "$v" ] && row+=" $(fmt_cpu "${v%% *}")$m |" || row+=" n/a |"
+                    else
+                        v=$(agg "$n" echo "$s" "$c" "$p" 8)
+                        m=$(cell_marks "$n" "$s" "$c" "$p")
+                        if [ -n "$v" ]; then
+                            set -- $v
+                            if [ "$4" -gt 1 ]; then
+                                row+=" $(fmt_rate "$1")$m [$(fmt_rate "$2")–$(fmt_rate "$3")] |"
+                            else
+                                row+=" $(fmt_rate "$1")$m |"
+                            fi
+                        else
+                            row+=" n/a |"
+                        fi
+                    fi
+                done
+                if [ $with_ratio -eq 1 ]; then
+                    raw_v=$(agg raw echo "$s" "$c" "$p" 0); ws_v=$(agg wsechod echo "$s" "$c" "$p" 0)
+                    if [ -n "$raw_v" ] && [ -n "$ws_v" ]; then
+                        ratio=$(awk -v a="${ws_v%% *}" -v b="${raw_v%% *}" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else printf "n/a" }')
+                    else
+                        ratio="n/a"
+                    fi
+                    row+=" $ratio |"
+                fi
+                echo "$row"
+            done
+        done
+    done
+    echo
+}
+
+# CPU% of server and wsbench per cell, to see which side was the bottleneck.
+load_table() {
+    local n s c p row v w o
+    local names=("$@")
+    local hdr="| size | conns | pipeline |" sep="|---:|---:|---:|"
+    for n in "${names[@]}"; do hdr+=" $(short_name "$n") |"; sep+="---:|"; done
+    echo "$hdr"
+    echo "$sep"
+    for s in $SIZES; do
+        for c in $CONNS; do
+            for p in $PIPES; do
+                row="| $(size_name "$s") | $c | $p |"
+                for n in "${names[@]}"; do
+                    v=$(agg "$n" echo "$s" "$c" "$p" -1); w=$(agg "$n" echo "$s" "$c" "$p" -2)
+                    o=$(agg "$n" echo "$s" "$c" "$p" -3)
+                    if [ -n "$v" ]; then
+                        row+=" $(awk -v a="${v%% *}" -v b="${w%% *}" -v c="${o%% *}" 'BEGIN { printf "%.0f / %.0f / %.0f", a, b, c }') |"
+                    else
+                        row+=" n/a |"
+                    fi
+                done
+                echo "$row"
+            done
+        done
+    done
+    echo
+}
+
+server_table() {
+    local n hs per est rss0 rss1 v w row
+    echo "| server | handshakes/s (median [min–max], $CR_CONNS cycling) | server CPU µs per handshake | CPU % server / wsbench | heap per idle connection ($HOLD_N held) | RSS before → after |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    for n in "$@"; do
+        awk -F'\t' -v n="$n" '$1 == n && $2 != "echo" { f = 1; exit } END { exit !f }' "$TSV" 2>/dev/null || continue
+        row="| $(server_label "$n") |"
+        v=$(agg "$n" connect 64 "$CR_CONNS" 1 8)
+        if [ -n "$v" ]; then
+            set -- $v
+            row+=" $(fmt_rate "$1") [$(fmt_rate "$2")–$(fmt_rate "$3")] |"
+            v=$(agg "$n" connect 64 "$CR_CONNS" 1 0)
+            row+=" $(awk -v x="${v%% *}" 'BEGIN { printf "%.1f", x }') |"
+            v=$(agg "$n" connect 64 "$CR_CONNS" 1 -1); w=$(agg "$n" connect 64 "$CR_CONNS" 1 -2)
+            row+=" $(awk -v a="${v%% *}" -v b="${w%% *}" 'BEGIN { printf "%.0f / %.0f%s", a, b, (b >= 90 ? " ‡" : "") }') |"
+        else
+            row+=" n/a | n/a | n/a |"
+        fi
+        v=$(awk -F'\t' -v n="$n" '$1 == n && $2 == "hold" { print $7, $8, $9, $10, $11; exit }' "$TSV")
+        if [ -n "$v" ]; then
+            set -- $v
+            per=$(awk -v b="$2" 'BEGIN { if (b >= 10240) printf "%.1f KiB", b / 1024; else printf "%d B", b }')
+            [ "$1" -lt "$HOLD_N" ] && per+=" (only $1 established)"
+            [ "$3" != 0 ] && per+=" !"
+            row+=" $per | $4 → $5 KiB |"
+        else
+            row+=" n/a | n/a |"
+        fi
+        echo "$row"
+    done
+    echo
+}
+
+# ---------------------------------------------------------------- charts
+chart() {           # WHAT(rate|cpu) BASENAME TITLE YLABEL SERVERS...
+    local what=$1 base=$2 title=$3 ylabel=$4 dat n s c p v line ncol i
+    shift 4
+    command -v gnuplot >/dev/null 2>&1 || { warn "gnuplot is not installed: no charts (scripts/bench-deps.sh tools)"; return 1; }
+    dat=$OUT/$base.dat
+    {
+        line="cell"
+        for n in "$@"; do line+="\t\"$(short_name "$n")\""; done
+        printf '%b\n' "$line"
+        for s in $SIZES; do
+            for c in $CONNS; do
+                for p in $PIPES; do
+                    line="\"$(size_name "$s") c$c p$p\""
+                    for n in "$@"; do
+                        if [ "$what" = rate ]; then v=$(agg "$n" echo "$s" "$c" "$p" 8); else v=$(agg "$n" echo "$s" "$c" "$p" 0); fi
+                        line+="\t${v%% *}"
+                        [ -n "$v" ] || line+="-"
+                    done
+                    printf '%b\n' "$line"
+                done
+            done
+        done
+    } >"$dat"
+    ncol=$(($# + 1))
+    local nrows
+    nrows=$(($(wc -l <"$dat") - 1))
+    local plot="plot"
+    for i in $(seq 2 $ncol); do
+        plot+=" '$dat' using $i:xtic(1) title columnheader($i),"
+    done
+    plot=${plot%,}
+    local common="
+set datafile missing '-'
+set datafile separator '\t'
+set title \"$title\"
+set ylabel \"$ylabel\"
+set logscale y
+set grid ytics
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set xtics rotate by -35 scale 0
+set key outside right top vertical
+set yrange [*:*]
+set xrange [-0.6:$nrows - 0.4]
+"
+    if [ "$what" = rate ]; then common+="set format y '%.0s%c'"; else common+="set format y '%g'"; fi
+    gnuplot <<EOF 2>>"$RUNDIR/gnuplot.log"
+set terminal pngcairo size 1500,650 font 'sans,10'
+set output '$OUT/$base.png'
+$common
+$plot
+set terminal svg size 1500,650 dynamic font 'sans,10'
+set output '$OUT/$base.svg'
+replot
+EOF
+    [ -s "$OUT/$base.png" ] && [ -s "$OUT/$base.svg" ]
+}
+
+machine_line() {
+    local cpu
+    cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: *//')
+    echo "$NCPU CPU(s) (nproc), $cpu, Linux $(uname -r), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM"
+}
+
+# ---------------------------------------------------------------- main
+if [ -n "$REPORT" ]; then
+    # shellcheck disable=SC1091
+    . "$REPORT/meta.sh"
+    TSV=$OUT/runs-$STAMP.tsv
+    RESULTS=$OUT/RESULTS-$STAMP.md
+    [ -f "$TSV" ] || die "$TSV not found"
+else
+log "compare.sh: $(machine_line)"
+log "compare.sh: $PIN_NOTE"
+log "compare.sh: $RUNS run(s) of ${DURATION}s per cell; sizes $SIZES B; connections $CONNS; pipeline $PIPES; hold $HOLD_N"
+log "compare.sh: results in $RESULTS (raw runs $TSV, wsbench JSON in $RUNDIR/)"
+: >"$TSV"
+build_all
+
+ORDER=()
+for n in wsechod raw lws gorilla node tornado tornado-prefix; do
+    [[ " $SERVERS " == *" $n "* ]] || continue
+    if [ -n "${AVAILABLE[$n]:-}" ]; then ORDER+=("$n"); fi
+done
+for n in "${ORDER[@]}"; do
+    bench_server "$n"
+done
+
+if [ $MULTI -eq 1 ] && [[ " $SERVERS " == *" wsechod "* ]]; then
+    log ""
+    log "== multi-worker: wsechod -w 1 and -w 2, NOT pinned (wsbench still on CPU 1):"
+    log "   on a $NCPU-core machine the load generator shares the cores with the workers"
+    bench_server wsechod-w1 matrix-only
+    bench_server wsechod-w2 matrix-only
+fi
+T_END=$(date +%s)
+ELAPSED=$((T_END - T_START))
+declare -p RUNS DURATION QUICK SERVERS SIZES CONNS PIPES HOLD_N CR_CONNS PIN_NOTE ELAPSED \
+    SKIPPED ERRORS_WSECHOD ERRORS_PEERS PREFIX_NOTE WSBENCH_TIMEOUT | sed 's/^declare -[-a-zA-Z]* //; s/^/declare -g /' \
+    | sed 's/^declare -g \([A-Z_]*\)=(/declare -ga \1=(/' >"$RUNDIR/meta.sh"
+fi
+
+# ---------------------------------------------------------------- report
+MAIN=()
+for n in raw wsechod lws gorilla node tornado; do
+    [ -n "$(echo_servers "$n")" ] && MAIN+=("$n")
+done
+MULTIS=()
+for n in wsechod wsechod-w1 wsechod-w2; do
+    [ -n "$(echo_servers "$n")" ] && MULTIS+=("$n")
+done
+
+CHARTS=""
+if [ ${#MAIN[@]} -gt 0 ]; then
+    if chart rate "msgs-$STAMP" "Messages per second (median of $RUNS x ${DURATION}s; server on 1 core, binary messages; higher is better)" \
+        "messages/s (log)" "${MAIN[@]}"; then
+        CHARTS+="- messages per second: \`$OUT/msgs-$STAMP.png\`, \`$OUT/msgs-$STAMP.svg\`"$'\n'
+    fi
+    if chart cpu "cpu-$STAMP" "Server CPU seconds per million echoed messages (median; lower is better)" \
+        "CPU s / 1M messages (log)" "${MAIN[@]}"; then
+        CHARTS+="- CPU seconds per million messages: \`$OUT/cpu-$STAMP.png\`, \`$OUT/cpu-$STAMP.svg\`"$'\n'
+    fi
+fi
+
+{
+    echo "# wsechod beside its peers — $(date '+%Y-%m-%d %H:%M %Z')"
+    echo
+    echo "Machine: $(machine_line)."
+    echo "Pinning: $PIN_NOTE."
+    echo "Load: build/wsbench, 1 thread, binary messages (raw TCP: \`--raw\` blocks), --timeout $WSBENCH_TIMEOUT;"
+    echo "each cell is the median of $RUNS run(s) of ${DURATION}s. Full run took $((ELAPSED / 60)) min $((ELAPSED % 60)) s."
+    echo "Command: \`bench/compare.sh --runs $RUNS --duration $DURATION$([ $QUICK -eq 1 ] && echo ' --quick')$([ "$SERVERS" != "$SERVERS_ALL" ] && echo " --servers ${SERVERS// /,}")\`"
+    echo
+    if [ ${#ERRORS_WSECHOD[@]} -gt 0 ]; then
+        echo "## ⚠ WSECHOD HAD ERRORS"
+        echo
+        for e in "${ERRORS_WSECHOD[@]}"; do echo "- $e"; done
+        echo
+    else
+        echo "Every wsbench run against wsechod had zero errors."
+        echo
+    fi
+    if [ ${#SKIPPED[@]} -gt 0 ]; then
+        echo "Skipped:"
+        echo
+        for e in "${SKIPPED[@]}"; do echo "- $e"; done
+        echo
+    fi
+    if [ ${#MAIN[@]} -gt 0 ]; then
+        echo_table "## Server CPU seconds per million echoed messages (median; lower is better)" cpu "${MAIN[@]}"
+        echo "utime+stime of the server's whole process tree (/proc/PID/stat) over the run, divided by the"
+        echo "messages wsbench counted. ! = that cell had wsbench errors; ‡ = wsbench-bound (its core ≥ 95% busy, the server's < 90%)."
+        echo
+        echo_table "## Messages per second (median [min–max]; higher is better)" rate "${MAIN[@]}"
+        echo "### CPU use during the echo runs: server % / wsbench % / everything else % of one core (median)"
+        echo
+        echo "\"Everything else\" is the machine's busy time (/proc/stat) less the server's and wsbench's: other"
+        echo "processes on this shared machine (and the driver). Where it is high, that cell's rate is the less trustworthy."
+        echo
+        load_table "${MAIN[@]}"
+    fi
+    echo "## Handshakes and idle connections"
+    echo
+    server_table wsechod raw lws gorilla node tornado tornado-prefix wsechod-w1 wsechod-w2
+    echo "Handshakes: \`wsbench --connect-rate -c $CR_CONNS\` (connect, handshake, one 64 B echo, close; repeat)."
+    echo "‡ = wsbench's core ≥ 90% busy: the rate is wsbench's limit as much as the server's; compare the CPU µs per handshake."
+    echo "Heap per idle connection: (RSS of the server's process tree with $HOLD_N idle connections open − RSS before) / $HOLD_N,"
+    echo "measured on a freshly started server before any other test."
+    echo
+    if [ -n "$PREFIX_NOTE" ]; then
+        echo "Tornado prefix (the tutorial's \`\"You said: \" + message\`): $PREFIX_NOTE."
+        echo "Its echo throughput is therefore not measured; its heap figure is above; the pure-echo Tornado handler"
+        echo "stands in for it in the echo tables (the same code path plus one string concatenation)."
+        echo
+    fi
+    if [ ${#MULTIS[@]} -gt 1 ]; then
+        echo "## wsechod with 1 and 2 workers (not pinned)"
+        echo
+        echo "The servers are not pinned here; wsbench stays on CPU 1. On this $NCPU-core machine the load generator"
+        echo "shares the cores with the workers, so the 2-worker figures are what is left after wsbench's share."
+        echo
+        echo_table "### Messages per second" rate "${MULTIS[@]}"
+        echo_table "### Server CPU seconds per million messages" cpu "${MULTIS[@]}"
+        echo "### CPU use: server % / wsbench % / everything else % of one core"
+        echo
+        load_table "${MULTIS[@]}"
+    fi
+    if [ ${#ERRORS_PEERS[@]} -gt 0 ]; then
+        echo "## Peer errors (wsbench's count; not wsechod's)"
+        echo
+        for e in "${ERRORS_PEERS[@]}"; do echo "- $e"; done
+        echo
+    fi
+    if [ -n "$CHARTS" ]; then
+        echo "## Charts"
+        echo
+        printf '%s' "$CHARTS"
+        echo
+    fi
+    echo "Raw runs: \`$TSV\` (columns: server, test, size, conns, pipeline, run, messages, rate, errors,"
+    echo "server CPU s, wsbench CPU s, wall s, wsbench exit, other CPU s; hold rows: established, bytes/conn, errors, RSS before KiB, RSS after KiB, sample s)."
+} >"$RESULTS"
+
+log ""
+cat "$RESULTS"
+log ""
+log "compare.sh: wrote $RESULTS in $((ELAPSED / 60)) min $((ELAPSED % 60)) s"
+if [ ${#ERRORS_WSECHOD[@]} -gt 0 ]; then
+    warn ""
+    warn "!!!!!! compare.sh: wsechod had wsbench errors in ${#ERRORS_WSECHOD[@]} run(s):"
+    for e in "${ERRORS_WSECHOD[@]}"; do warn "!!!!!!   $e"; done
+    exit 1
+fi
+exit 0
