@@ -98,28 +98,38 @@ typedef uint8_t wse_v16 __attribute__((vector_size(16)));
 unsigned wse_unmask(uint8_t *p, size_t n, const uint8_t mask[4], unsigned pos)
 {
     uint8_t key[16];
+    uint32_t k32;
     size_t i = 0;
 
-    /* key[j] is the mask byte for p[j]; the pattern repeats every 4 bytes. */
-    for (unsigned j = 0; j < sizeof key; j++)
-        key[j] = mask[(pos + j) & 3];
+    /* key[j] is the mask byte for p[j]: the mask rotated by pos, repeated.
+     * Built with word moves, not a byte loop: for the many small frames of
+     * a pipelined stream this setup is most of the call. */
+    uint8_t rot[8];
+    memcpy(rot, mask, 4);
+    memcpy(rot + 4, mask, 4);
+    memcpy(&k32, rot + (pos & 3), 4);
+    if (n < 16) {
+        for (; i < n; i++)
+            p[i] ^= rot[(pos + i) & 3];
+        return (unsigned)((pos + n) & 3);
+    }
+    for (unsigned j = 0; j < sizeof key; j += 4)
+        memcpy(key + j, &k32, 4);
 
-    if (n >= 16) {
-        wse_v16 k, a, b;
-        memcpy(&k, key, 16);
-        for (; i + 32 <= n; i += 32) {
-            memcpy(&a, p + i, 16);
-            memcpy(&b, p + i + 16, 16);
-            a ^= k;
-            b ^= k;
-            memcpy(p + i, &a, 16);
-            memcpy(p + i + 16, &b, 16);
-        }
-        for (; i + 16 <= n; i += 16) {
-            memcpy(&a, p + i, 16);
-            a ^= k;
-            memcpy(p + i, &a, 16);
-        }
+    wse_v16 k, a, b;
+    memcpy(&k, key, 16);
+    for (; i + 32 <= n; i += 32) {
+        memcpy(&a, p + i, 16);
+        memcpy(&b, p + i + 16, 16);
+        a ^= k;
+        b ^= k;
+        memcpy(p + i, &a, 16);
+        memcpy(p + i + 16, &b, 16);
+    }
+    for (; i + 16 <= n; i += 16) {
+        memcpy(&a, p + i, 16);
+        a ^= k;
+        memcpy(p + i, &a, 16);
     }
     for (; i < n; i++)
         p[i] ^= key[i & 3];     /* i is a multiple of 16 here, so i&3 stays in step */
