@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guard.h"
 #include "common.h"
 #include "http.h"
 
@@ -528,30 +529,6 @@ END_TEST
 
 /* ---- guard page: no byte at or past len is ever read ---- */
 
-struct guard {
-    char *map;
-    size_t page;
-};
-
-static struct guard guard_map(void)
-{
-    struct guard g = { NULL, (size_t)sysconf(_SC_PAGESIZE) };
-
-    g.map = mmap(NULL, 2 * g.page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ck_assert(g.map != MAP_FAILED);
-    ck_assert_int_eq(mprotect(g.map + g.page, g.page, PROT_NONE), 0);
-    return g;
-}
-
-/* Copies buf[0..n) so its last byte sits just before the PROT_NONE page. */
-static const char *guard_place(struct guard *g, const char *buf, size_t n)
-{
-    ck_assert_uint_le(n, g->page);
-    char *at = g->map + g->page - n;
-    memcpy(at, buf, n);
-    return at;
-}
-
 /* Every prefix, each parsed whole from a fresh struct, then all of it byte by byte. */
 static void guard_check(const char *buf, size_t n, int final_rc)
 {
@@ -569,7 +546,7 @@ static void guard_check(const char *buf, size_t n, int final_rc)
     }
     const char *at = guard_place(&g, buf, n);
     ck_assert_int_eq(parse_bytewise(at, n, &LIM, &req), final_rc);
-    munmap(g.map, 2 * g.page);
+    guard_unmap(&g);
 }
 
 START_TEST(test_guard_valid)

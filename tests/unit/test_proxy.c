@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "guard.h"
 #include "common.h"
 #include "proxy.h"
 
@@ -126,30 +127,6 @@ static uint8_t *concat(const void *buf, size_t n, const void *tail, size_t tn)
 
 /* ---- guard page: no byte at or past len is ever read ---- */
 
-struct guard {
-    uint8_t *map;
-    size_t page;
-};
-
-static struct guard guard_map(void)
-{
-    struct guard g = { NULL, (size_t)sysconf(_SC_PAGESIZE) };
-
-    g.map = mmap(NULL, 2 * g.page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ck_assert(g.map != MAP_FAILED);
-    ck_assert_int_eq(mprotect(g.map + g.page, g.page, PROT_NONE), 0);
-    return g;
-}
-
-/* Copies buf[0..n) so its last byte sits just before the PROT_NONE page. */
-static const uint8_t *guard_place(struct guard *g, const void *buf, size_t n)
-{
-    ck_assert_uint_le(n, g->page);
-    uint8_t *at = g->map + g->page - n;
-    memcpy(at, buf, n);
-    return at;
-}
-
 /* Every prefix parsed whole from a fresh struct, then all of it byte by byte. */
 static void guard_check(const void *buf, size_t n, int final_rc)
 {
@@ -162,7 +139,7 @@ static void guard_check(const void *buf, size_t n, int final_rc)
         ck_assert_int_eq(rc, k < n ? WSE_AGAIN : final_rc);
     }
     ck_assert_int_eq(parse_bytewise(guard_place(&g, buf, n), n, &p), final_rc);
-    munmap(g.map, 2 * g.page);
+    guard_unmap(&g);
 }
 
 /* ---- the two checks every case goes through ---- */
