@@ -46,21 +46,24 @@ void wse_stats_default_name(char *out, size_t n, const char *configured, unsigne
         snprintf(out, n, "/wsechod.%u", port);
 }
 
-/* A pid is a live wsechod when it exists and its command name says so. */
+/*
+ * A pid is a live wsechod when it exists and its command line names
+ * wsechod (a recycled pid belongs to something else).  The command line,
+ * not /proc/PID/comm: under valgrind or a wrapper comm names the wrapper.
+ */
 static bool master_alive(pid_t pid)
 {
-    char path[64], comm[64] = "";
+    char path[64], cmd[4096];
 
     if (pid <= 0 || (kill(pid, 0) < 0 && errno != EPERM))
         return false;
-    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
     FILE *f = fopen(path, "r");
     if (!f)
         return true;    /* exists, and we cannot tell: assume it is ours */
-    if (!fgets(comm, sizeof comm, f))
-        comm[0] = '\0';
+    size_t n = fread(cmd, 1, sizeof cmd, f);
     fclose(f);
-    return strstr(comm, "wsechod") != NULL;
+    return memmem(cmd, n, "wsechod", 7) != NULL;
 }
 
 /* Who holds an existing segment?  0 if nobody alive does. */

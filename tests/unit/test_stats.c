@@ -3,12 +3,12 @@
  * live segments, and readers that race a writer and the master's fold.
  */
 #include <check.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -77,11 +77,33 @@ START_TEST(create_attach_close)
     wse_stats_close(&r);
 
     /* A second live master may not take the name.  (A live master is a
-     * process whose name says wsechod: a recycled pid is no owner.) */
-    prctl(PR_SET_NAME, "wsechod-unit");
+     * process whose command line names wsechod: a recycled pid is no owner;
+     * this test's own command line is build/tests/test_stats, so the
+     * segment's owner is made a child that execs with "wsechod" in argv.) */
     struct wse_stats other;
+    int pipefd[2], execd[2];
+    char c;
+    ck_assert_int_eq(pipe(pipefd), 0);
+    /* A close-on-exec pipe: its EOF is the event "the child has exec'd". */
+    ck_assert_int_eq(pipe2(execd, O_CLOEXEC), 0);
+    pid_t owner = fork();
+    if (owner == 0) {
+        close(pipefd[1]);
+        close(execd[0]);
+        dup2(pipefd[0], 0);
+        execl("/bin/sh", "sh", "-c", "read x", "wsechod-unit-owner", (char *)NULL);
+        _exit(127);
+    }
+    close(pipefd[0]);
+    close(execd[1]);
+    ck_assert_int_eq(read(execd[0], &c, 1), 0);
+    close(execd[0]);
+    w.hdr->master_pid = owner;
     ck_assert_int_eq(wse_stats_create(&other, name, 8, 2, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "belongs to wsechod pid"));
+    close(pipefd[1]);           /* the owner's read ends, it exits */
+    waitpid(owner, NULL, 0);
+    w.hdr->master_pid = getpid();
 
     wse_stats_close(&w);
     ck_assert_int_eq(wse_stats_attach(&r, name, err, sizeof err), -1);
