@@ -221,10 +221,15 @@ async def short_stream(args, stop, t):
 
 
 def write_config(args, workers):
-    with open(args.conf, "w") as f:
+    """Written whole, then renamed over the old one: a reload that comes
+    while the file is half written would read a partial configuration (an
+    empty file is a valid one: all defaults, another listen address)."""
+    tmp = args.conf + ".tmp"
+    with open(tmp, "w") as f:
         f.write(f"workers = {workers}\nlisten = 127.0.0.1:{args.port}\n"
                 f"drain-timeout = {args.drain_timeout}\nclose-spread = {args.close_spread}\n"
                 f"pid-file = {args.pid_file}\nlog-level = warn\n")
+    os.replace(tmp, args.conf)
 
 
 async def reloader(args, pid, t):
@@ -350,7 +355,9 @@ def main():
            "ERROR: AddressSanitizer" in server_log or "runtime error:" in server_log)
     if proc.returncode != 0:
         print(f"  server exit status {proc.returncode}")
-    if "Sanitizer" in server_log or "runtime error" in server_log:
+    if bad:
+        # The server's warnings and errors (it logs at warn level here).
+        print("server log (last lines):")
         print(server_log[-4000:])
     print("FAILED" if bad else "OK")
     return 1 if bad else 0
