@@ -7,9 +7,8 @@
 #   go       golang-go, golang-github-gorilla-websocket-dev (the gorilla peer)
 #   lws      libwebsockets-dev, pkg-config (the libwebsockets peer)
 #   node     nodejs, npm, then the pinned `ws` in bench/peers/node_ws/
-# Installs missing Debian packages with apt-get when run as root or with sudo;
-# otherwise prints the exact command and fails. When nothing is missing it runs
-# one dpkg-query per package and exits. The same style as scripts/deps.sh.
+# Missing Debian packages are installed by scripts/deps.sh --packages (as root
+# or with sudo; otherwise it prints the exact command and fails).
 set -eu
 
 pkgs_tools="gnuplot-nox util-linux"
@@ -37,33 +36,9 @@ if [ $node -eq 1 ] && command -v node >/dev/null 2>&1 && command -v npm >/dev/nu
     want=$(echo "$want" | sed 's/ nodejs//; s/ npm//')
 fi
 
-# A package counts as present only when dpkg says "install ok installed".
-missing=""
-for p in $want; do
-    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-    case "$status" in
-        "install ok installed") ;;
-        *) missing="$missing $p" ;;
-    esac
-done
-
-if [ -n "$missing" ]; then
-    echo "bench-deps.sh: missing Debian packages:$missing" >&2
-    if [ "$(id -u)" -eq 0 ]; then
-        sudo=""
-    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        sudo="sudo"
-    else
-        echo "bench-deps.sh: run as root:  apt-get update && apt-get install -y$missing" >&2
-        exit 1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    # The package lists of a fresh machine are empty; update only when needed.
-    $sudo apt-get install -y -q --no-install-recommends $missing >/dev/null 2>&1 || {
-        $sudo apt-get update -q >/dev/null
-        $sudo apt-get install -y -q --no-install-recommends $missing >/dev/null
-    }
-    echo "bench-deps.sh: installed:$missing" >&2
+# The Debian part is scripts/deps.sh's: the same check and install.
+if [ -n "$(echo $want)" ]; then
+    sh "$(dirname "$0")/deps.sh" --packages $want
 fi
 
 # The Node peer's `ws`, at the exact version pinned in its package.json.

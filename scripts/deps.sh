@@ -3,7 +3,8 @@
 #
 # Groups: build (compile and link wsechod), test (unit + integration tests),
 # fuzz (libFuzzer targets), browser (headless Chromium for the page test).
-# With no group, build and test.  With --optional first, a failure to
+# With no group, build and test; with --packages, the packages named.
+# With --optional first, a failure to
 # install is reported and tolerated (the tests that need it then skip,
 # saying why).
 # Installs missing packages with apt-get when run as root or with sudo;
@@ -24,6 +25,12 @@ fi
 
 [ $# -eq 0 ] && set -- build test
 want=""
+# --packages P...: exactly these packages (scripts/bench-deps.sh uses it).
+if [ "${1:-}" = "--packages" ]; then
+    shift
+    want="$*"
+    set --
+fi
 for group in "$@"; do
     case "$group" in
         build) want="$want $pkgs_build" ;;
