@@ -29,9 +29,14 @@ BUILD   := $(BUILD)/nostats
 DEFS    += -DWSE_NO_STATS
 endif
 
+# The release number; build/version.h adds `git describe` of the tree built
+# (rewritten only when either changes, so nothing rebuilds needlessly).
+VERSION := 0.1.0
+GIT_DESCRIBE := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
 CFLAGS  ?= -O2 -g
-ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(WARN) $(SANFLAGS) $(DEFS) -Iinclude -MMD -MP -D_GNU_SOURCE
+ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(WARN) $(SANFLAGS) $(DEFS) -Iinclude -I$(BUILD) -MMD -MP -D_GNU_SOURCE
 LDFLAGS ?=
 ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
 
@@ -72,7 +77,7 @@ WSECHOD := $(if $(wildcard src/main.c),$(BUILD)/wsechod)
 WSBENCH_SRC := $(wildcard bench/wsbench*.c)
 WSBENCH := $(if $(WSBENCH_SRC),$(BUILD)/wsbench)
 
-.PHONY: all test unit integration fuzz run install uninstall clean deps layercheck bench-micro valgrind
+.PHONY: FORCE all test unit integration fuzz run install uninstall clean deps layercheck bench-micro valgrind
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -81,6 +86,13 @@ all: layercheck $(WSECHOD) $(WSBENCH) $(UNIT_BIN) $(BENCH_BIN)
 deps:
 	@sh scripts/deps.sh build test
 	@sh scripts/deps.sh --optional browser
+
+$(BUILD)/version.h: FORCE
+	@mkdir -p $(dir $@)
+	@printf '#define WSE_VERSION "%s"\n#define WSE_GIT_DESCRIBE "%s"\n' \
+	    '$(VERSION)' '$(GIT_DESCRIBE)' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+$(BUILD)/src/main.o $(BUILD)/bench/wsbench.o: $(BUILD)/version.h
 
 $(BUILD)/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -151,7 +163,7 @@ test: deps
 
 run:
 	@sh scripts/deps.sh build
-	@$(MAKE) --no-print-directory $(BUILD)/wsechod
+	@$(MAKE) --no-print-directory $(BUILD)/wsechod $(WSBENCH)
 	$(BUILD)/wsechod
 
 # The unit suites and the server under valgrind (slow; make test SAN=1 runs

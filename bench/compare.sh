@@ -485,7 +485,7 @@ connect_run() {     # NAME RUN
         --connect-rate -t 1 -c "$CR_CONNS" -s 64 --binary -d "$DURATION" --json "ws://127.0.0.1:$CUR_PORT/websocket"
     m1=$(machine_ticks); k1=$(tree_ticks "$CUR_SRV")
     hs=$(json_num "$out" handshakes); hs=${hs:-0}
-    rate=$(json_num "$out" handshakes_per_sec); rate=${rate:-0}
+    rate=$(json_num "$out" conns_per_sec); rate=${rate:-0}
     errs=$(json_errors "$out")
     [ -s "$out" ] || errs=-1
     cpu=$(awk -v a="$k0" -v b="$k1" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) / t }')

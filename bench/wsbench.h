@@ -61,6 +61,8 @@ struct wsb_config {
     const char *url;
     char host_hdr[WSB_HOST_MAX];    /* Host: header value (host[:port]) */
     char path[WSB_PATH_MAX];
+    char host[WSB_HOST_MAX];        /* the name or address to resolve */
+    unsigned port;
     struct sockaddr_storage addr;
     socklen_t addrlen;
 

@@ -631,10 +631,11 @@ static int hs_feed(struct ctx *x, struct wsb_conn *c, const uint8_t *p, size_t n
 static void msg_done(struct ctx *x, struct wsb_conn *c, uint64_t now)
 {
     uint64_t seq = c->recv_seq++;
-    if (x->measuring) {
+    /* In connect-rate mode the echo is counted with its cycle (on_eof), so
+     * that cycles cut off by the end of the run count in neither figure. */
+    if (x->measuring && x->cfg->mode != WSB_CONNECT_RATE) {
         x->t->msgs++;
-        if (x->cfg->mode != WSB_CONNECT_RATE)
-            wsb_hist_record(&x->t->hist, now - c->ts[seq % x->pipe]);
+        wsb_hist_record(&x->t->hist, now - c->ts[seq % x->pipe]);
     }
     if (x->cfg->mode == WSB_CONNECT_RATE && c->state == CS_OPEN)
         queue_close(x, c, WSE_CLOSE_NORMAL, true, now);
@@ -913,6 +914,7 @@ static void on_eof(struct ctx *x, struct wsb_conn *c)
     x->t->closed_clean++;
     if (x->cfg->mode == WSB_CONNECT_RATE && (c->flags & F_OURS) && x->measuring) {
         x->t->cycles++;
+        x->t->msgs++;
         conn_drop(x, c, NOW);
     } else {
         conn_drop(x, c, LATER);

@@ -212,8 +212,8 @@ static void print_text(const struct wsb_config *cfg, const struct totals *T)
         printf("  %" PRIu64 " messages in %s, %s read\n", T->msgs, b, c);
         break;
     case WSB_CONNECT_RATE:
-        printf("  %" PRIu64 " connections in %s, %" PRIu64 " echoes, %s read\n", T->cycles, b,
-               T->msgs, c);
+        printf("  %" PRIu64 " connections (connect, handshake, echo, close) in %s, %s read\n",
+               T->cycles, b, c);
         break;
     case WSB_HOLD:
         printf("  %" PRIu64 " of %u connections established", T->established, cfg->conns);
@@ -249,7 +249,7 @@ static void print_text(const struct wsb_config *cfg, const struct totals *T)
         printf("Messages/sec: %9.2f\n", (double)T->msgs / el);
         break;
     case WSB_CONNECT_RATE:
-        printf("Handshakes/sec: %9.2f\n", (double)T->cycles / el);
+        printf("Conns/sec: %9.2f\n", (double)T->cycles / el);
         break;
     case WSB_HOLD:
         break;
@@ -289,7 +289,7 @@ static void print_json(const struct wsb_config *cfg, const struct totals *T)
     printf(", \"msgs_per_sec_thread\": {\"avg\": %.2f, \"stdev\": %.2f, \"max\": %.2f}",
            T->rate_mean, T->rate_sd, T->rate_max);
     if (cfg->mode == WSB_CONNECT_RATE)
-        printf(", \"handshakes\": %" PRIu64 ", \"handshakes_per_sec\": %.2f", T->cycles,
+        printf(", \"connections_completed\": %" PRIu64 ", \"conns_per_sec\": %.2f", T->cycles,
                (double)T->cycles / el);
     if (cfg->mode == WSB_HOLD)
         printf(", \"established\": %" PRIu64 ", \"all_open_s\": %.3f, \"held\": %" PRIu64
