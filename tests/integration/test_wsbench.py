@@ -1,0 +1,57 @@
+"""wsbench against the real server: host names, a closed port, and the
+connect-rate figures (issue: what operators expect, the wsbench items)."""
+import json
+import os
+import subprocess
+import time
+
+import wse
+from wse import Server
+
+
+def wsbench():
+    path = os.path.join(os.path.dirname(wse.binary()), "wsbench")
+    if not os.path.exists(path):
+        raise wse.Skip("wsbench is not built next to the server")
+    return path
+
+
+def run(*args, timeout=60):
+    return subprocess.run([wsbench()] + [str(a) for a in args], capture_output=True, text=True,
+                          timeout=wse.scaled(timeout))
+
+
+def test_a_host_name_is_resolved():
+    with Server("-w", "1", workers=None) as srv:
+        p = run("-d", "300ms", "-c", "2", "--json", f"ws://localhost:{srv.port}/websocket")
+        assert p.returncode == 0, p.stdout + p.stderr
+        res = json.loads(p.stdout)
+        assert res["messages"] > 0 and sum(res["errors"].values()) == 0, res
+
+
+def test_a_closed_port_fails_at_once_with_a_hint():
+    port = wse.free_port()
+    t0 = time.monotonic()
+    # A 30-second run: before, it ran all of it with connect errors.
+    p = run("-d", "30s", f"ws://127.0.0.1:{port}/websocket")
+    took = time.monotonic() - t0
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    assert "Connection refused" in p.stderr and "is the server running" in p.stderr, p.stderr
+    assert took < 20, f"wsbench took {took:.1f}s to give up on a closed port"
+    assert p.stdout == "", p.stdout
+
+
+def test_connect_rate_counts_each_cycle_once():
+    with Server("-w", "1", workers=None) as srv:
+        p = run("-d", "500ms", "-c", "8", "--connect-rate", "--json",
+                f"ws://127.0.0.1:{srv.port}/websocket")
+        assert p.returncode == 0, p.stdout + p.stderr
+        res = json.loads(p.stdout)
+        # Eight connections in flight when the run ends: their echoes must not
+        # count without their cycles.
+        assert res["connections_completed"] > 0, res
+        assert res["messages"] == res["connections_completed"], res
+        text = run("-d", "300ms", "-c", "2", "--connect-rate",
+                   f"ws://127.0.0.1:{srv.port}/websocket")
+        assert text.returncode == 0, text.stdout + text.stderr
+        assert "Handshakes/sec" not in text.stdout and "Conns/sec:" in text.stdout, text.stdout
