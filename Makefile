@@ -85,6 +85,7 @@ all: layercheck $(WSECHOD) $(WSBENCH) $(UNIT_BIN) $(BENCH_BIN)
 
 deps:
 	@sh scripts/deps.sh build test
+	@sh scripts/npm-deps.sh tests/integration/node
 	@sh scripts/deps.sh --optional browser
 
 $(BUILD)/version.h: FORCE
