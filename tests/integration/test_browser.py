@@ -2,14 +2,17 @@
 The browser page in a real headless Chromium, driven over the DevTools
 protocol (cdp.py): a browser's GET of the endpoint and GET / both serve the
 page; it connects; a message typed into the box and sent with a click (and
-one sent with Enter) comes back into the log as text; and the page loads
-nothing but itself and its WebSocket, with no console error.
+one sent with Enter) comes back into the log as text, an empty one as
+"(empty message)"; the page loads nothing but itself and its WebSocket, with
+no console error; after a reload drains its connection, its Reconnect button
+connects again.
 
 Skipped (never passed) when /usr/bin/chromium is not installed.
 """
 import asyncio
 import html
 import re
+import signal
 
 import cdp
 import wse
@@ -27,11 +30,20 @@ STATE = """(() => {
           status: q("#status") ? q("#status").textContent : null,
           value: q("#msg") ? q("#msg").value : null,
           focus: document.activeElement ? document.activeElement.id : null,
+          reconnect_shown: q("#reconnect") ? !q("#reconnect").hidden : null,
           log: q("#log") ? [...q("#log").children].map(d => [d.tagName, d.className, d.textContent])
                          : null,
           html: q("#log") ? q("#log").innerHTML : null,
           resources: performance.getEntriesByType("resource").map(e => e.name)};
 })()"""
+
+
+def shown(cls, prefix, text):
+    """A log line as the page shows it: an empty message as an italic
+    "(empty message)", so that its echo is seen."""
+    if text == "":
+        return (cls + " empty", prefix + "(empty message)")
+    return (cls, prefix + text)
 
 
 def log_html(entries):
@@ -77,14 +89,15 @@ async def send_by_ui(page, text, lines, enter=False):
     await page.click("#msg")
     await page.wait_until(STATE, lambda s: s["focus"] == "msg", wse.scaled(10),
                           "the text box to take the focus after a click")
-    await page.type(text)
+    if text:
+        await page.type(text)
     await page.wait_until(STATE, lambda s: s["value"] == text, wse.scaled(10),
                           f"the text box to hold {text!r}")
     if enter:
         await page.press_enter()
     else:
         await page.click("#send")
-    lines += [("out", "> " + text), ("in", text)]
+    lines += [shown("out", "> ", text), shown("in", "", text)]
     want = [["DIV", cls, t] for cls, t in lines]
     st = await page.wait_until(STATE, lambda s: len(s["log"]) >= len(want), wse.scaled(10),
                                f"the echo of {text!r} in the log")
@@ -145,13 +158,33 @@ async def drive(srv, browser):
         refused = srv.find_lines(r" http \d{3} ")
         assert not refused, f"the server refused a request: {refused[0].string}"
 
+        # An empty message: its echo shows.
+        lines = [("out", "> " + TEXT), ("in", TEXT)]
+        await send_by_ui(page, "", lines)
+
+        # A reload drains this connection (1001); the page says so and its
+        # Reconnect button opens a new WebSocket to the new generation.
+        mark = srv.mark()
+        srv.signal(signal.SIGHUP)
+        srv.wait_for_line(r"reload: generation 2 serving", 20)
+        st = await page.wait_until(STATE, lambda s: s["status"] == "closed (1001)"
+                                   and s["reconnect_shown"], wse.scaled(20),
+                                   "the page to show the drain's close and a Reconnect button")
+        await page.click("#reconnect")
+        st = await page.wait_until(STATE, lambda s: s["status"] == f"connected to {ws_url}"
+                                   and not s["reconnect_shown"], wse.scaled(20),
+                                   "the page to connect again after a click on Reconnect")
+        await send_by_ui(page, TEXT_ENTER, lines, enter=True)
+        third_peer = srv.wait_for_line(r"(\d+\.\d+\.\d+\.\d+:\d+) open /websocket\b", 10,
+                                       start=mark).group(1)
+
         # Closing the tab closes its WebSocket properly too.
         await conn.send("Target.closeTarget", {"targetId": page.target})
-        srv.wait_for_line(rf"{re.escape(second_peer)} close 1001 from client", 10)
+        srv.wait_for_line(rf"{re.escape(third_peer)} close 1001 from client", 10)
 
 
 @wse.timeout(60)
 def test_browser_types_and_clicks_and_sees_the_echo():
     cdp.require_chromium()
-    with Server() as srv, cdp.Chromium(start_timeout=30) as browser:
+    with Server("--drain-timeout", "0") as srv, cdp.Chromium(start_timeout=30) as browser:
         asyncio.run(drive(srv, browser))
