@@ -82,6 +82,41 @@ def test_example_config_has_every_key_and_is_valid():
         assert p.returncode == 0, p.stderr + "\n".join(lines)
 
 
+def help_defaults():
+    """{option: default} as `wsechod --help` prints them."""
+    out = subprocess.run([wse.binary(), "--help"], capture_output=True, text=True, timeout=10).stdout
+    defaults, current = {}, None
+    for line in out.splitlines():
+        m = re.match(r"\s+(?:-\w, )?--([a-z-]+)", line)
+        if m:
+            current = m.group(1)
+        m = re.search(r"default: ([^)]*)\)\s*$", line)
+        if m and current:
+            defaults[current] = m.group(1).strip('"')
+    return defaults
+
+
+def test_example_config_marks_its_examples_and_shows_true_defaults():
+    defaults = help_defaults()
+    lines = open(os.path.join(wse.ROOT, "scripts", "wsechod.conf.example")).read().splitlines()
+    checked = examples = 0
+    for i, line in enumerate(lines):
+        m = re.match(r"^#([a-z][a-z-]+) = (.*)$", line)
+        if not m:
+            continue
+        key, value = m.group(1), m.group(2).strip('"')
+        assert key in defaults, f"{key}: no default in --help"
+        if i and lines[i - 1].startswith("# Example (default: "):
+            examples += 1
+            assert value != defaults[key], f"line {i + 1}: '{line}' is marked as an example " \
+                f"but is the default"
+        else:
+            checked += 1
+            assert value == defaults[key], f"line {i + 1}: '{line}' is not marked as an " \
+                f"example, but the default is {defaults[key]!r}"
+    assert checked > 15 and examples >= 6, (checked, examples)
+
+
 def test_install_and_uninstall_honour_destdir_and_prefix():
     with tempfile.TemporaryDirectory() as d:
         env = dict(os.environ, MAKEFLAGS="")
@@ -101,3 +136,15 @@ def test_install_and_uninstall_honour_destdir_and_prefix():
         assert p.returncode == 0, p.stdout + p.stderr
         left = [os.path.join(r, f) for r, _, fs in os.walk(d) for f in fs]
         assert left == [], left
+
+
+def test_service_unit_gives_the_example_pid_file_a_writable_directory():
+    unit = open(os.path.join(wse.ROOT, "scripts", "wsechod.service")).read()
+    conf = open(os.path.join(wse.ROOT, "scripts", "wsechod.conf.example")).read()
+    runtime = re.search(r"^RuntimeDirectory=(\S+)$", unit, re.M)
+    assert runtime, "wsechod.service has no RuntimeDirectory="
+    pid = re.search(r"^#pid-file = (\S+)$", conf, re.M).group(1)
+    # DynamicUser + ProtectSystem=strict: only the RuntimeDirectory is writable in /run.
+    assert "DynamicUser=yes" in unit and "ProtectSystem=strict" in unit
+    assert os.path.dirname(pid) == "/run/" + runtime.group(1), (pid, runtime.group(1))
+    assert pid in unit, "the unit's comment does not name the pid file to configure"
