@@ -148,3 +148,31 @@ def test_service_unit_gives_the_example_pid_file_a_writable_directory():
     assert "DynamicUser=yes" in unit and "ProtectSystem=strict" in unit
     assert os.path.dirname(pid) == "/run/" + runtime.group(1), (pid, runtime.group(1))
     assert pid in unit, "the unit's comment does not name the pid file to configure"
+
+
+def test_kubernetes_example_drains_within_its_grace_period():
+    import yaml     # python3-yaml, installed by scripts/deps.sh (test group)
+    docs = list(yaml.safe_load_all(open(os.path.join(wse.ROOT, "scripts", "kubernetes.yaml"))))
+    kinds = {d["kind"]: d for d in docs}
+    assert set(kinds) >= {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget"}, kinds.keys()
+    conf = kinds["ConfigMap"]["data"]["wsechod.conf"]
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "wsechod.conf")
+        open(path, "w").write(conf.replace("/run/wsechod/", d + "/"))
+        p = subprocess.run([wse.binary(), "-t", "-c", path], capture_output=True, text=True,
+                           timeout=10)
+        assert p.returncode == 0, p.stderr
+    keys = dict(re.findall(r"^([a-z-]+) = (\S+)$", conf, re.M))
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    labels = kinds["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    c = pod["containers"][0]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/healthz", c["readinessProbe"]
+    pre = " ".join(c["lifecycle"]["preStop"]["exec"]["command"])
+    assert "-s quit" in pre, f"preStop does not drain with SIGQUIT: {pre}"
+    assert keys["pid-file"] in pre and "/run/wsechod" in [m["mountPath"] for m in c["volumeMounts"]]
+    pre_sleep = float(re.search(r"sleep (\d+);", pre).group(1))
+    need = pre_sleep + sum(float(keys[k]) for k in ("drain-timeout", "close-spread", "close-timeout"))
+    assert pod["terminationGracePeriodSeconds"] > need, (pod["terminationGracePeriodSeconds"], need)
+    pdb = kinds["PodDisruptionBudget"]["spec"]
+    assert pdb["selector"]["matchLabels"] == labels and pdb.get("maxUnavailable") == 1, pdb
+    assert kinds["Service"]["spec"]["selector"] == labels
