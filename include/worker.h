@@ -32,4 +32,10 @@ struct wse_worker_args {
  */
 int wse_worker_run(const struct wse_worker_args *args);
 
+/*
+ * Ends the worker process with status, never returning.  In a sanitizer
+ * build, first a leak check (a leak exits with the sanitizer's exit code).
+ */
+_Noreturn void wse_worker_exit(int status);
+
 #endif

@@ -321,7 +321,7 @@ static void child_main(struct proc *p, const struct wse_config *cfg, int chan_fd
 
     child_cleanup(fds, n);
     free(p);            /* not linked into M.procs yet: the child's only reference */
-    _exit(wse_worker_run(&args));
+    wse_worker_exit(wse_worker_run(&args));
 }
 
 static void respawn_later(unsigned slot, double delay)

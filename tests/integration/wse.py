@@ -430,6 +430,9 @@ class Server:
             raise AssertionError("sanitizer report in server output:\n" + self._tail(200))
         if SAN and self.exit_status == 66:
             raise AssertionError("server exited with the sanitizer exit code 66:\n" + self._tail())
+        # A worker's leak check exits with the same code (src/worker.c).
+        if SAN and self.find_lines(r"worker \d+ .*exited with status 66\b"):
+            raise AssertionError("a worker exited with the sanitizer exit code 66:\n" + self._tail())
 
 
 # ---- frames ---------------------------------------------------------------
