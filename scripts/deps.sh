@@ -41,17 +41,19 @@ for group in "$@"; do
     esac
 done
 
-# A package counts as present only when dpkg says "install ok installed".
+# npm comes with some Node.js builds from elsewhere, whose nodejs package
+# conflicts with Debian's npm: any npm on PATH will do.
+if command -v npm >/dev/null 2>&1; then
+    want=$(echo "$want" | tr ' ' '\n' | grep -vx npm | tr '\n' ' ')
+fi
+# One dpkg-query for all of them; a package counts as present only when
+# dpkg says "install ok installed" (unknown ones print nothing).
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' $want 2>/dev/null |
+            awk '$2 == "install" && $3 == "ok" && $4 == "installed" { print $1 }')
 missing=""
 for p in $want; do
-    # npm comes with some Node.js builds from elsewhere, whose nodejs package
-    # conflicts with Debian's npm: any npm on PATH will do.
-    if [ "$p" = npm ] && command -v npm >/dev/null 2>&1; then
-        continue
-    fi
-    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-    case "$status" in
-        "install ok installed") ;;
+    case " $(echo $installed) " in
+        *" $p "*) ;;
         *) missing="$missing $p" ;;
     esac
 done
