@@ -6,11 +6,22 @@
  * Failed system calls are named with their errno text by wse_log_errno().
  * The file is opened O_APPEND, so several processes can share it; SIGUSR1
  * makes the master (and through it, the workers) reopen it for logrotate.
+ *
+ * Lines a peer can cause at will (one per connection, per bad request) go
+ * through log_limited(): each call site writes at most WSE_LOG_BURST lines
+ * per WSE_LOG_WINDOW seconds, and the lines held back become one summary
+ * line, "... and N more WHAT lines in the last X s", written before the
+ * site's next line or by wse_log_flush() (the worker calls it every second).
  */
 #ifndef WSE_LOG_H
 #define WSE_LOG_H
 
+#include <stdbool.h>
+
 #include "config.h"
+
+#define WSE_LOG_BURST 10        /* lines per call site and window written in full */
+#define WSE_LOG_WINDOW 1.0      /* seconds */
 
 extern enum wse_log_level wse_log_max;   /* lines above this level are skipped */
 
@@ -30,6 +41,42 @@ void wse_log_line(enum wse_log_level level, const char *fmt, ...)
 void wse_log_errno(enum wse_log_level level, const char *syscall, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * One call site's rate limit: a static struct, zero-initialised but for its
+ * name, so that limiting never allocates.  Not thread-safe (nor needs to be:
+ * each worker is a process with one thread).
+ */
+struct wse_log_limit {
+    const char *what;               /* names the lines in the summary */
+    enum wse_log_level level;       /* the summary's level: the lines' level */
+    double start;                   /* monotonic start of the current window */
+    unsigned logged;                /* lines written in this window */
+    unsigned held;                  /* lines held back in this window */
+    bool pending;                   /* on the list of limits that owe a summary */
+    struct wse_log_limit *next;     /* ... that list */
+};
+
+/*
+ * The decision for one line at time now (pure, for tests).  Returns true to
+ * write it.  When a window with held lines ended, *held gets their number
+ * and *span the seconds since that window began, and the summary is due
+ * before this line; otherwise *held is 0.
+ */
+bool wse_log_limit_admit(struct wse_log_limit *l, double now, unsigned *held, double *span);
+
+/*
+ * For a periodic flush (pure, for tests): when l's window ended (or force)
+ * with held lines, returns their number (*span as above) and starts afresh;
+ * otherwise 0.
+ */
+unsigned wse_log_limit_expire(struct wse_log_limit *l, double now, bool force, double *span);
+
+/* The clock-reading, summary-writing form of admit, for log_limited(). */
+bool wse_log_admit(struct wse_log_limit *l, enum wse_log_level level);
+
+/* Writes the summaries that are due (all of them when force: at exit). */
+void wse_log_flush(bool force);
+
 /* The level test is inline so that a skipped debug line costs no formatting. */
 #define wse_log(level, ...) \
     do { if ((level) <= wse_log_max) wse_log_line((level), __VA_ARGS__); } while (0)
@@ -37,5 +84,13 @@ void wse_log_errno(enum wse_log_level level, const char *syscall, const char *fm
 #define log_warn(...)  wse_log(WSE_LOG_WARN, __VA_ARGS__)
 #define log_info(...)  wse_log(WSE_LOG_INFO, __VA_ARGS__)
 #define log_debug(...) wse_log(WSE_LOG_DEBUG, __VA_ARGS__)
+
+/* A rate-limited line; each use is a call site with a limit of its own. */
+#define log_limited(level, what_, ...)                                           \
+    do {                                                                        \
+        static struct wse_log_limit lim_ = {.what = (what_)};                   \
+        if ((level) <= wse_log_max && wse_log_admit(&lim_, (level)))            \
+            wse_log_line((level), __VA_ARGS__);                                 \
+    } while (0)
 
 #endif

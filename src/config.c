@@ -29,6 +29,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -36,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -99,6 +101,11 @@ static bool valid_path(const char *s);
 static bool valid_origin(const char *s);
 static bool valid_name(const char *s);
 static bool valid_utf8(const char *s);
+
+/* A configuration file is a few hundred bytes; these caps only keep a wrong
+ * path (a log file, /dev/zero) from taking the master's memory and time. */
+#define CONF_LINE_MAX 4096u         /* bytes in a line, without its newline */
+#define CONF_FILE_MAX (1u << 20)    /* bytes in the file */
 
 #define LISTEN_FORM "a numeric ADDRESS:PORT like 0.0.0.0:8000, [::1]:8000 or *:8000"
 
@@ -794,35 +801,97 @@ static int file_line(struct loader *ld, char *s)
     return apply(ld, o, value);
 }
 
+/*
+ * Reads one line (without its "\n") into buf, which holds CONF_LINE_MAX + 1
+ * bytes.  Returns 1 for a line, 0 at the end of the file, or fail()'s code:
+ * a line or file over its cap is refused as soon as the cap is passed, so
+ * memory and time stay bounded whatever the file holds.
+ */
+static int read_line(struct loader *ld, FILE *fp, char *buf, size_t *total)
+{
+    size_t n = 0;
+    int ch;
+
+    while ((ch = getc_unlocked(fp)) != EOF) {
+        if (++*total > CONF_FILE_MAX)
+            return fail(ld, NULL, "config file larger than %u bytes (1 MiB)", CONF_FILE_MAX);
+        if (ch == '\n')
+            break;
+        if (ch == '\0')
+            return fail(ld, NULL, "unexpected NUL byte");
+        if (n == CONF_LINE_MAX)
+            return fail(ld, NULL, "line longer than %u bytes", CONF_LINE_MAX);
+        buf[n++] = (char)ch;
+    }
+    if (ch == EOF && (n == 0 || ferror(fp)))
+        return 0;       /* the caller tells an error from the end */
+    while (n > 0 && buf[n - 1] == '\r')
+        n--;
+    buf[n] = '\0';
+    return 1;
+}
+
+/*
+ * Opens the configuration file, which must be a regular file: a FIFO or a
+ * device would block the master (at start or at a reload) or never end, and
+ * a pipe read once would be empty at the next reload, silently resetting
+ * every option to its default.  O_NONBLOCK: opening a FIFO does not wait
+ * for a writer.
+ */
+static FILE *open_regular(struct loader *ld, const char *path, int *rc)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    int err = 0;
+
+    if (fd < 0) {
+        *rc = fail(ld, NULL, "cannot open config file '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) < 0)
+        err = errno;
+    else if (S_ISDIR(st.st_mode))
+        err = EISDIR;
+    else if (!S_ISREG(st.st_mode))
+        err = -1;
+    FILE *fp = err ? NULL : fdopen(fd, "r");
+    if (fp == NULL && !err)
+        err = errno;
+    if (fp == NULL) {
+        if (err < 0)
+            *rc = fail(ld, NULL, "config file '%s' is not a regular file", path);
+        else
+            *rc = fail(ld, NULL, "cannot read config file '%s': %s", path, strerror(err));
+        close(fd);
+    }
+    return fp;
+}
+
 static int load_file(struct loader *ld, const char *path)
 {
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
+    char line[CONF_LINE_MAX + 1];
+    size_t total = 0;
     int rc = 0;
-    FILE *fp = fopen(path, "re");
+    FILE *fp = open_regular(ld, path, &rc);
 
     if (fp == NULL)
-        return fail(ld, NULL, "cannot open config file '%s': %s", path, strerror(errno));
+        return rc;
     ld->file = path;
     ld->line = 0;
     memset(ld->given, 0, sizeof ld->given);
-    while (rc == 0 && (n = getline(&line, &cap, fp)) >= 0) {
+    for (;;) {
         ld->line++;
-        if (memchr(line, '\0', (size_t)n) != NULL) {
-            rc = fail(ld, NULL, "unexpected NUL byte");
+        rc = read_line(ld, fp, line, &total);
+        if (rc != 1)
             break;
-        }
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-            line[--n] = '\0';
-        rc = file_line(ld, line);
+        if ((rc = file_line(ld, line)) != 0)
+            break;
     }
     if (rc == 0 && ferror(fp)) {
         int e = errno;
         ld->file = NULL;
         rc = fail(ld, NULL, "cannot read config file '%s': %s", path, strerror(e));
     }
-    free(line);
     fclose(fp);
     ld->file = NULL;
     return rc;

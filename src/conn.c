@@ -230,7 +230,7 @@ static void abort_conn(struct conn *c, const char *why)
     if (c->state == ST_LINGER)
         log_debug("%s reset after closing: %s", peer_str(c, addr), why);
     else
-        log_info("%s aborted: %s", peer_str(c, addr), why);
+        log_limited(WSE_LOG_INFO, "aborted", "%s aborted: %s", peer_str(c, addr), why);
     conn_free(c);
 }
 
@@ -444,7 +444,8 @@ static void on_close_frame(struct conn *c, const struct wse_event *ev)
     STAT(frames_in, 1);
     if (c->state == ST_OPEN) {
         set_cause(c, CC_CLIENT);
-        log_info("%s close %u from client", peer_str(c, addr), ev->code);
+        log_limited(WSE_LOG_INFO, "close from client", "%s close %u from client",
+                    peer_str(c, addr), ev->code);
         queue_close(c, ev->code, "");
     } else {
         log_debug("%s close handshake complete (%u)", peer_str(c, addr), ev->code);
@@ -537,8 +538,8 @@ static void ws_process(struct conn *c, uint8_t *base, size_t have)
             }
             break;
         }
-        log_warn("%s failing connection with %u: %s", peer_str(c, addr), ev.code,
-                 close_reason(ev.code));
+        log_limited(WSE_LOG_WARN, "failing connection", "%s failing connection with %u: %s",
+                    peer_str(c, addr), ev.code, close_reason(ev.code));
         set_cause(c, CC_ERROR);
         count_error(ev.code);
         queue_close(c, ev.code, close_reason(ev.code));
@@ -560,7 +561,8 @@ static void ws_read(struct conn *c)
             return;
         if (n == 0) {
             if (c->state != ST_LINGER)
-                log_info("%s closed by peer without a close frame (1006)", peer_str(c, addr));
+                log_limited(WSE_LOG_INFO, "closed without a close frame",
+                            "%s closed by peer without a close frame (1006)", peer_str(c, addr));
             conn_free(c);
         } else {
             abort_conn(c, strerror(errno));
@@ -633,7 +635,8 @@ static void respond(struct conn *c, int status, const char *extra, const char *b
                                  body ? strlen(body) : 0);
 
     if (status >= 400)
-        log_info("%s http %d %s", peer_str(c, addr), status, wse_http_reason(status));
+        log_limited(WSE_LOG_INFO, "http 4xx/5xx", "%s http %d %s", peer_str(c, addr), status,
+                    wse_http_reason(status));
     count_status(status);
     set_cause(c, CC_SERVER);
     hs_free(c);
@@ -662,7 +665,8 @@ static void upgrade(struct conn *c, const struct wse_http_req *req, const char *
     wse_parser_init(&c->ps, W.cfg->max_message, 0);
     c->last_rx = ev_now(W.loop);
     set_timer(c, TK_IDLE);
-    log_info("%s open %.*s", peer_str(c, addr), req->path.len, buf + req->path.off);
+    log_limited(WSE_LOG_INFO, "open", "%s open %.*s", peer_str(c, addr), req->path.len,
+                buf + req->path.off);
     send_bytes(c, resp, n);
 }
 
@@ -755,8 +759,9 @@ static int proxy_step(struct conn *c, struct wse_proxy *px, const char *buf, siz
         return 0;
     if (rc == WSE_FAIL) {
         /* No HTTP answer: whatever sent this does not speak PROXY. */
-        log_info("%s refused: no valid PROXY protocol header (bad byte at offset %u)",
-                 peer_str(c, addr), px->parsed);
+        log_limited(WSE_LOG_INFO, "PROXY refused",
+                    "%s refused: no valid PROXY protocol header (bad byte at offset %u)",
+                    peer_str(c, addr), px->parsed);
         STAT(refused_400, 1);
         set_cause(c, CC_ERROR);
         hs_free(c);
@@ -948,7 +953,7 @@ static void hs_expired(struct wse_tlist *list, struct wse_tlink *link)
     char addr[WSE_ADDR_MAX];
     (void)list;
     c->timer = TK_NONE;
-    log_info("%s handshake timeout", peer_str(c, addr));
+    log_limited(WSE_LOG_INFO, "handshake timeout", "%s handshake timeout", peer_str(c, addr));
     set_cause(c, CC_TIMEOUT);
     conn_free(c);
 }
@@ -990,7 +995,8 @@ static void pinged_expired(struct wse_tlist *list, struct wse_tlink *link)
     (void)list;
 
     c->timer = TK_NONE;
-    log_info("%s idle timeout: closing with 1001", peer_str(c, addr));
+    log_limited(WSE_LOG_INFO, "idle timeout", "%s idle timeout: closing with 1001",
+                peer_str(c, addr));
     start_close(c, WSE_CLOSE_GOING_AWAY, "idle timeout");
 }
 
@@ -1001,7 +1007,7 @@ static void close_expired(struct wse_tlist *list, struct wse_tlink *link)
     c->timer = TK_NONE;
     if (c->state != ST_LINGER) {
         char addr[WSE_ADDR_MAX];
-        log_info("%s close timeout: dropping", peer_str(c, addr));
+        log_limited(WSE_LOG_INFO, "close timeout", "%s close timeout: dropping", peer_str(c, addr));
         set_cause(c, CC_TIMEOUT);
     }
     conn_free(c);

@@ -2,10 +2,17 @@
  * log.c - levelled log lines.  Each line is formatted into a stack buffer
  * and written with one write(2), so lines from several workers sharing a
  * file (O_APPEND) or a terminal never interleave mid-line.
+ *
+ * Rate limits: a call site's window starts with its first line; the first
+ * WSE_LOG_BURST lines of a window are written, the rest only counted.  The
+ * count is written as one summary line when the window is over: before the
+ * site's next written line, or by the worker's periodic wse_log_flush() if
+ * the flood stopped.  Unflooded, a limited line costs one coarse clock read.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -21,6 +28,10 @@ static char log_path[WSE_STR_MAX];
 static char log_who[48] = "master";
 
 static const char *const level_names[] = {"error", "warn ", "info ", "debug"};
+
+/* Limits that held lines back and owe a summary (a handful at most: one
+ * per call site). */
+static struct wse_log_limit *pending_limits;
 
 static int open_path(const char *path)
 {
@@ -115,4 +126,104 @@ void wse_log_errno(enum wse_log_level level, const char *syscall, const char *fm
     emit(level, syscall, err, fmt, ap);
     va_end(ap);
     errno = err;
+}
+
+/* ---- rate limits --------------------------------------------------------- */
+
+static bool window_over(const struct wse_log_limit *l, double now)
+{
+    /* A clock that went back ends the window too: it must not last forever. */
+    return now - l->start >= WSE_LOG_WINDOW || now < l->start;
+}
+
+static void window_reset(struct wse_log_limit *l, double now)
+{
+    l->start = now;
+    l->logged = 0;
+    l->held = 0;
+}
+
+bool wse_log_limit_admit(struct wse_log_limit *l, double now, unsigned *held, double *span)
+{
+    *held = 0;
+    *span = 0;
+    if (l->logged == 0 && l->held == 0) {
+        l->start = now;
+    } else if (window_over(l, now)) {
+        *held = l->held;
+        *span = now - l->start;
+        window_reset(l, now);
+    }
+    if (l->logged < WSE_LOG_BURST) {
+        l->logged++;
+        return true;
+    }
+    if (l->held < UINT32_MAX)
+        l->held++;
+    return false;
+}
+
+unsigned wse_log_limit_expire(struct wse_log_limit *l, double now, bool force, double *span)
+{
+    *span = 0;
+    if (l->held == 0 || (!force && !window_over(l, now)))
+        return 0;
+    unsigned held = l->held;
+    *span = now - l->start;
+    /* The next line starts a window of its own (logged = 0). */
+    window_reset(l, now);
+    return held;
+}
+
+static double log_clock(void)
+{
+    struct timespec ts;
+    /* Coarse (a few ms, no system call) is plenty for one-second windows. */
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void write_summary(const struct wse_log_limit *l, unsigned held, double span)
+{
+    wse_log_line(l->level, "... and %u more %s lines in the last %.1f s", held, l->what,
+                 span > 0 ? span : 0);
+}
+
+bool wse_log_admit(struct wse_log_limit *l, enum wse_log_level level)
+{
+    unsigned held;
+    double span;
+
+    l->level = level;
+    bool write = wse_log_limit_admit(l, log_clock(), &held, &span);
+    if (held)
+        write_summary(l, held, span);
+    if (!write && !l->pending) {
+        l->pending = true;
+        l->next = pending_limits;
+        pending_limits = l;
+    }
+    return write;
+}
+
+void wse_log_flush(bool force)
+{
+    struct wse_log_limit **link = &pending_limits;
+    double now = pending_limits ? log_clock() : 0;
+
+    while (*link) {
+        struct wse_log_limit *l = *link;
+        double span;
+        unsigned held = wse_log_limit_expire(l, now, force, &span);
+
+        if (held)
+            write_summary(l, held, span);
+        if (l->held == 0) {
+            *link = l->next;
+            l->next = NULL;
+            l->pending = false;
+        } else {
+            link = &l->next;
+        }
+    }
 }

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -151,6 +152,66 @@ int wse_stats_create(struct wse_stats *st, const char *name, unsigned nslots, un
     return 0;
 }
 
+/* Appends "; " (after the first) and one difference to out. */
+static void add_difference(char *out, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void add_difference(char *out, size_t n, const char *fmt, ...)
+{
+    size_t len = strnlen(out, n);
+    va_list ap;
+
+    if (len + 3 >= n)
+        return;
+    if (len) {
+        memcpy(out + len, "; ", 3);
+        len += 2;
+    }
+    va_start(ap, fmt);
+    vsnprintf(out + len, n - len, fmt, ap);
+    va_end(ap);
+}
+
+/*
+ * Does the header h of a size-byte segment differ from the layout this
+ * program was built with?  If so, out says what differs, field by field.
+ * Each field is read once: another process may rewrite the segment while
+ * it is checked, and the message must name the value that was checked.
+ */
+static bool layout_mismatch(const struct wse_stats_header *h, size_t size, char *out, size_t n)
+{
+    uint64_t magic = __atomic_load_n(&h->magic, __ATOMIC_ACQUIRE);
+    uint32_t version = __atomic_load_n(&h->version, __ATOMIC_RELAXED);
+    uint32_t header_size = __atomic_load_n(&h->header_size, __ATOMIC_RELAXED);
+    uint32_t slot_size = __atomic_load_n(&h->slot_size, __ATOMIC_RELAXED);
+    uint32_t counters = __atomic_load_n(&h->counter_count, __ATOMIC_RELAXED);
+    uint32_t nslots = __atomic_load_n(&h->nslots, __ATOMIC_RELAXED);
+
+    out[0] = '\0';
+    if (magic != WSE_STATS_MAGIC) {
+        /* Nothing else in it means anything then. */
+        add_difference(out, n, "magic number %#llx, not wsechod's %#llx",
+                       (unsigned long long)magic, (unsigned long long)WSE_STATS_MAGIC);
+        return true;
+    }
+    if (version != WSE_STATS_VERSION)
+        add_difference(out, n, "version %u, this reader knows version %u", version,
+                       WSE_STATS_VERSION);
+    if (header_size != sizeof(struct wse_stats_header))
+        add_difference(out, n, "header size %u, this reader knows %zu", header_size,
+                       sizeof(struct wse_stats_header));
+    if (slot_size != sizeof(struct wse_stats_slot))
+        add_difference(out, n, "slot size %u, this reader knows %zu", slot_size,
+                       sizeof(struct wse_stats_slot));
+    if (counters != WSE_STAT_COUNT)
+        add_difference(out, n, "counter count %u, this reader knows %u", counters,
+                       (unsigned)WSE_STAT_COUNT);
+    if (out[0] == '\0' && size < header_size + (size_t)nslots * slot_size)
+        add_difference(out, n, "%zu bytes, too small for %u slots of %u bytes", size, nslots,
+                       slot_size);
+    return out[0] != '\0';
+}
+
 int wse_stats_attach(struct wse_stats *st, const char *name, char *err, size_t errlen)
 {
     struct stat sb;
@@ -177,12 +238,9 @@ int wse_stats_attach(struct wse_stats *st, const char *name, char *err, size_t e
     }
     st->hdr = p;
     const struct wse_stats_header *h = st->hdr;
-    if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != WSE_STATS_MAGIC ||
-        h->version != WSE_STATS_VERSION || h->header_size != sizeof(struct wse_stats_header) ||
-        h->slot_size != sizeof(struct wse_stats_slot) || h->counter_count != WSE_STAT_COUNT ||
-        st->size < h->header_size + (size_t)h->nslots * h->slot_size) {
-        snprintf(err, errlen, "stats segment %s has another layout (version %u, this reader "
-                 "knows version %u)", st->name, h->version, WSE_STATS_VERSION);
+    char why[256];
+    if (layout_mismatch(h, st->size, why, sizeof why)) {
+        snprintf(err, errlen, "stats segment %s has another layout: %s", st->name, why);
         munmap(p, st->size);
         st->hdr = NULL;
         return -1;

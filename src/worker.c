@@ -153,7 +153,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         }
         K.emfile_logged = false;
         if (wse_conn_count() >= cfg->max_connections) {
-            log_warn("connection limit %u reached: answering 503", cfg->max_connections);
+            log_limited(WSE_LOG_WARN, "connection limit", "connection limit %u reached: answering 503",
+                        cfg->max_connections);
             reject_busy(fd);
             continue;
         }
@@ -289,6 +290,8 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop, (void)t, (void)revents;
     wse_stats_heartbeat(K.args->stats);
+    /* A flood that stopped still owes its "... and N more" line. */
+    wse_log_flush(false);
 }
 
 static void on_sigterm(struct ev_loop *loop, ev_signal *s, int revents)
@@ -387,6 +390,7 @@ int wse_worker_run(const struct wse_worker_args *a)
     log_debug("serving (generation %u, struct conn is %zu bytes)", a->generation,
               wse_conn_struct_size());
     ev_run(K.loop, 0);
+    wse_log_flush(true);
     log_debug("exiting with %u connections left", wse_conn_count());
     return 0;
 }

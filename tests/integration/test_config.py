@@ -69,6 +69,23 @@ def test_check_bad_command_line():
     assert code == 2, f"missing config file: exit {code}: {out}"
 
 
+def test_check_refuses_endless_and_oversized_files_promptly():
+    """-c /dev/zero once grew a getline buffer until memory ran out."""
+    # Bounded memory too, where the sanitizers' shadow memory allows it.
+    cap = [] if wse.SAN else ["prlimit", "--as=536870912", "--"]
+    with tempfile.TemporaryDirectory() as d:
+        fifo = os.path.join(d, "fifo.conf")
+        os.mkfifo(fifo)
+        long_line = write(d, "long.conf", "# " + "x" * 10000 + "\nworkers = 2\n")
+        for path, message in (("/dev/zero", "'/dev/zero' is not a regular file"),
+                              (fifo, f"'{fifo}' is not a regular file"),
+                              (long_line, f"{long_line}:1: line longer than 4096 bytes")):
+            r = subprocess.run(cap + [wse.binary(), "-t", "-c", path], stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=wse.scaled(5), env=Server()._env())
+            out = (r.stdout + r.stderr).decode(errors="replace")
+            assert r.returncode == 2 and message in out, f"-c {path}: exit {r.returncode}: {out!r}"
+
+
 def test_server_uses_config_file():
     """Keys with dashes and underscores both apply; the command line wins."""
     with tempfile.TemporaryDirectory() as d:

@@ -1,6 +1,7 @@
 """Descriptor exhaustion, the connection limit, IPv6, the log file and
 SIGUSR1 (issue: pre-fork server, limits and logs)."""
 import os
+import re
 import signal
 import socket
 import tempfile
@@ -109,3 +110,50 @@ def test_log_file_and_reopen_on_sigusr1():
             wse.wait_until(lambda: "open /websocket" in open(log).read(), wse.scaled(10),
                            "a worker's line in the new file")
             assert "open /websocket" not in open(log + ".1").read()
+
+
+def flood_accounting(srv, line_rx, what, sent):
+    """Waits until every one of the sent lines is either in the log or
+    counted by a "... and N more WHAT lines" summary; returns (written,
+    summaries)."""
+    summary_rx = rf"\.\.\. and (\d+) more {re.escape(what)} lines in the last [\d.]+ s"
+
+    def accounted():
+        written = len(srv.find_lines(line_rx))
+        held = [int(m.group(1)) for m in srv.find_lines(summary_rx)]
+        return (written, held) if written + sum(held) >= sent else None
+
+    # The worker writes a summary within two heartbeats of its window's end.
+    written, held = wse.wait_until(accounted, wse.scaled(10), f"{sent} {what} lines accounted for")
+    assert written + sum(held) == sent, f"{written} written + {held} summarised != {sent}"
+    return written, held
+
+
+def test_a_404_flood_is_logged_as_a_burst_and_a_summary():
+    n = 200
+    with Server("-w", "1", workers=None) as srv:
+        t0 = time.monotonic()
+        for _ in range(n):
+            resp = wse.http_request(srv.port, "GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert resp.status == 404, resp
+        seconds = time.monotonic() - t0
+        written, held = flood_accounting(srv, r"\] 127\.0\.0\.1:\d+ http 404 Not Found", "http 4xx/5xx", n)
+        # A burst per started second, the rest summarised.
+        assert held and written <= 10 * (int(seconds) + 2), (written, held, seconds)
+
+
+def test_connection_limit_flood_is_logged_as_a_burst_and_a_summary():
+    n = 200
+    with Server("-w", "1", "--max-connections", "1", workers=None) as srv:
+        with RawWS(srv.port) as ws:
+            t0 = time.monotonic()
+            for _ in range(n):
+                resp = wse.http_request(srv.port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert resp.status == 503, resp
+            seconds = time.monotonic() - t0
+            written, held = flood_accounting(srv, r"connection limit 1 reached: answering 503",
+                                             "connection limit", n)
+            assert held and written <= 10 * (int(seconds) + 2), (written, held, seconds)
+            # The one connection inside the limit was not disturbed.
+            ws.send_text("still here")
+            assert ws.recv_message() == (OP_TEXT, b"still here")

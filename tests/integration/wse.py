@@ -119,6 +119,37 @@ def children_of(pid):
     return sorted(kids)
 
 
+def server_socket_inode(server_port, client_port):
+    """The inode of the server's side of the 127.0.0.1 TCP connection
+    client_port -> server_port (/proc/net/tcp), or None."""
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], int(fields[9])
+            if int(local.split(":")[1], 16) == server_port and \
+                    int(remote.split(":")[1], 16) == client_port and inode:
+                return inode
+    return None
+
+
+def pid_holding_socket(pids, inode):
+    """The first of pids with a descriptor on socket inode, or None."""
+    want = f"socket:[{inode}]"
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == want:
+                    return pid
+            except OSError:
+                pass
+    return None
+
+
 def rss_kib(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -354,10 +385,17 @@ class Server:
         return "\n".join("    | " + l for l in self.lines[-n:])
 
     def worker_of(self, client_port, timeout=10):
-        """(slot, pid) of the worker that logged opening client_port."""
-        m = self.wait_for_line(rf"\[worker (\d+) pid (\d+)\] {re.escape(HOST)}:{client_port} open",
-                               timeout)
-        return int(m.group(1)), int(m.group(2))
+        """(slot, pid) of the worker serving the connection from client_port
+        (on 127.0.0.1).  Found in /proc, not by the connection's "open" log
+        line: per-connection lines are rate limited, so that line may be
+        summarised.  The slot comes from any line of that worker (the first
+        line of each kind is always written)."""
+        def pid_of():
+            inode = server_socket_inode(self.port, client_port)
+            return inode and pid_holding_socket(self.children(), inode)
+        pid = wait_until(pid_of, scaled(timeout), f"the worker serving port {client_port}")
+        m = self.wait_for_line(rf"\[worker (\d+) pid {pid}\]", timeout)
+        return int(m.group(1)), pid
 
     def wait_exit(self, timeout):
         """Waits for the master to exit; returns its status (None on timeout)."""

@@ -1,5 +1,6 @@
 /* test_config.c - defaults, command line, config files, validation, modes, --help. */
 #include <check.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -701,6 +702,75 @@ START_TEST(file_errors)
 }
 END_TEST
 
+/* A line of n bytes: a comment ("# xxx...") followed by end. */
+static char *comment_line(size_t n, const char *end)
+{
+    char *s = malloc(n + strlen(end) + 1);
+    ck_assert_ptr_nonnull(s);
+    memset(s, 'x', n);
+    s[0] = '#';
+    strcpy(s + n, end);
+    return s;
+}
+
+/* A wrong -c (a log file, /dev/zero, a FIFO) must not take the master's
+ * memory or time: lines and files are capped, only regular files are read. */
+START_TEST(file_caps_and_types)
+{
+    char *ok = comment_line(4096, "\nworkers = 3\n");
+    ck_assert_int_eq(LOADF(ok), 0);
+    ck_assert_uint_eq(cfg.workers, 3);
+    free(ok);
+
+    char *bad = comment_line(4097, "\n");
+    ck_fails_with(LOADF(bad), at_file("1: line longer than 4096 bytes"));
+    free(bad);
+    /* No newline at all: refused at the cap, not read to the end. */
+    bad = comment_line(100000, "");
+    ck_fails_with(LOADFA(bad, "-w", "2"), at_file("1: line longer than 4096 bytes"));
+    free(bad);
+
+    /* 1 MiB exactly is read; one byte more is refused where it is. */
+    size_t total = 1u << 20, lines = total / 1024;
+    char *big = malloc(total + 2);
+    ck_assert_ptr_nonnull(big);
+    for (size_t i = 0; i < lines; i++) {
+        memset(big + i * 1024, ' ', 1023);
+        big[i * 1024] = '#';
+        big[i * 1024 + 1023] = '\n';
+    }
+    big[total] = '\0';
+    ck_assert_int_eq(LOADF(big), 0);
+    big[total] = '#';
+    big[total + 1] = '\0';
+    ck_fails_with(LOADF(big), at_file("1025: config file larger than 1048576 bytes (1 MiB)"));
+    free(big);
+
+    int fd;
+    /* A NUL byte (write_conf stops at it: the file is written here). */
+    write_conf("workers = 2\n");
+    fd = open(conf_path, O_WRONLY | O_APPEND);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "x\0y\n", 4), 4);
+    close(fd);
+    ck_fails_with(LOAD("-c", conf_path), at_file("2: unexpected NUL byte"));
+    unlink(conf_path);
+    ck_fails_with(LOAD("-t", "-c", "/dev/zero"), "config file '/dev/zero' is not a regular file");
+
+    /* A FIFO without a writer: refused at once, not waited on. */
+    strcpy(conf_path, "/tmp/wse_test_fifo_XXXXXX");
+    fd = mkstemp(conf_path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    unlink(conf_path);
+    ck_assert_int_eq(mkfifo(conf_path, 0600), 0);
+    char want[128];
+    snprintf(want, sizeof want, "config file '%s' is not a regular file", conf_path);
+    ck_fails_with(LOAD("-c", conf_path), want);
+    unlink(conf_path);
+}
+END_TEST
+
 START_TEST(file_every_key_with_underscores)
 {
     /* Every option but the command-line-only ones is a key, in either spelling. */
@@ -981,6 +1051,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, file_syntax);
     tcase_add_test(tc, file_quoting);
     tcase_add_test(tc, file_errors);
+    tcase_add_test(tc, file_caps_and_types);
     tcase_add_test(tc, file_every_key_with_underscores);
     tcase_add_test(tc, command_line_beats_file);
     tcase_add_test(tc, lists_replace_not_append);

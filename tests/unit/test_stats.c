@@ -111,6 +111,53 @@ START_TEST(create_attach_close)
 }
 END_TEST
 
+/* The reader says which field of another layout differs: "another layout
+ * (version 1, this reader knows version 1)" told nothing. */
+START_TEST(another_layout_names_what_differs)
+{
+    struct wse_stats w, r;
+    char err[512], want[256];
+
+    make_name();
+    ck_assert_int_eq(wse_stats_create(&w, name, 2, 2, err, sizeof err), 0);
+
+    w.hdr->counter_count = WSE_STAT_COUNT + 6;
+    ck_assert_int_eq(wse_stats_attach(&r, name, err, sizeof err), -1);
+    snprintf(want, sizeof want, "stats segment %s has another layout: counter count %u, "
+             "this reader knows %u", name, (unsigned)WSE_STAT_COUNT + 6, (unsigned)WSE_STAT_COUNT);
+    ck_assert_str_eq(err, want);
+    ck_assert_ptr_null(r.hdr);
+
+    /* Several differences: each is named. */
+    w.hdr->slot_size = (uint32_t)sizeof(struct wse_stats_slot) * 2;
+    w.hdr->version = WSE_STATS_VERSION + 1;
+    ck_assert_int_eq(wse_stats_attach(&r, name, err, sizeof err), -1);
+    snprintf(want, sizeof want, "version %u, this reader knows version %u; slot size %zu, "
+             "this reader knows %zu; counter count %u", WSE_STATS_VERSION + 1, WSE_STATS_VERSION,
+             sizeof(struct wse_stats_slot) * 2, sizeof(struct wse_stats_slot),
+             (unsigned)WSE_STAT_COUNT + 6);
+    ck_assert_msg(strstr(err, want), "%s", err);
+
+    /* The layout matches but the segment is shorter than its slots need. */
+    w.hdr->version = WSE_STATS_VERSION;
+    w.hdr->slot_size = sizeof(struct wse_stats_slot);
+    w.hdr->counter_count = WSE_STAT_COUNT;
+    w.hdr->nslots = 1000;
+    ck_assert_int_eq(wse_stats_attach(&r, name, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "too small for 1000 slots"), "%s", err);
+    w.hdr->nslots = 2;
+    ck_assert_int_eq(wse_stats_attach(&r, name, err, sizeof err), 0);
+    wse_stats_close(&r);
+
+    /* Not wsechod's at all: only the magic number is worth naming. */
+    w.hdr->magic = 0x1234;
+    ck_assert_int_eq(wse_stats_attach(&r, name, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "another layout: magic number 0x1234, not wsechod's "), "%s", err);
+    w.hdr->magic = WSE_STATS_MAGIC;
+    wse_stats_close(&w);
+}
+END_TEST
+
 START_TEST(stale_segment_is_replaced)
 {
     struct wse_stats w;
@@ -247,6 +294,7 @@ static Suite *stats_suite(void)
     tcase_add_test(tc, layout);
     tcase_add_test(tc, default_names);
     tcase_add_test(tc, create_attach_close);
+    tcase_add_test(tc, another_layout_names_what_differs);
     tcase_add_test(tc, stale_segment_is_replaced);
     tcase_add_test(tc, reader_sees_no_torn_or_backward_values);
     tcase_add_test(tc, totals_never_go_back_across_folds);
