@@ -249,3 +249,15 @@ def test_second_instance_failing_to_start_keeps_the_first_ones_pid_file():
             srv.signal(signal.SIGTERM)
             assert srv.wait_exit(wse.scaled(10)) == 0
         assert not os.path.exists(pid_file)
+
+
+# ---- the neighbourhood: the log file ----------------------------------------
+
+def test_fifo_at_the_log_path_fails_start_promptly():
+    """Opening a FIFO nobody reads for writing blocks: the master hung
+    before it served, and on every reopen."""
+    with tempfile.TemporaryDirectory() as d:
+        fifo = os.path.join(d, "log")
+        os.mkfifo(fifo)
+        p = run("-l", f"127.0.0.1:{wse.free_port()}", "-w", "1", "--log-file", fifo, timeout=5)
+        assert p.returncode == 1 and "cannot open log file" in p.stderr, p.stderr
