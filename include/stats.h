@@ -129,14 +129,36 @@ extern const bool wse_stat_is_gauge[WSE_STAT_COUNT];
 void wse_stats_default_name(char *out, size_t n, const char *configured, unsigned port);
 
 /*
- * Creates the segment for nslots slots.  A segment left by a dead master is
- * replaced; one whose master is alive is an error.  Returns 0, or -1 with a
+ * Creates the segment for nslots slots.  An existing one is replaced only
+ * if it is a regular file of this process's user, writable by it only,
+ * whose master is gone; one whose master runs, or anything else (a FIFO, a
+ * symlink, another user's file), is an error with a clear message.  Returns 0, or -1 with a
  * message in err.
  */
 int wse_stats_create(struct wse_stats *st, const char *name, unsigned nslots, unsigned workers,
                      char *err, size_t errlen);
 
-/* Maps an existing segment read-only and checks magic and layout version. */
+/*
+ * Is pid the running master of the segment open on fd?  Every one must
+ * hold: pid >= 2; fd is a regular file whose header (magic) names pid as
+ * master_pid; the process runs as the file's owner; it has this very file
+ * (device, inode) mapped; its executable is wsechod.  A recycled pid, or a
+ * process merely named wsechod, fails the mapping test.
+ */
+bool wse_stats_is_master(int fd, pid_t pid);
+
+/*
+ * Is pid the running master of the segment called name (regular file,
+ * writable by its owner only)?  0, or -1 with the reason in err.
+ */
+int wse_stats_check_master(const char *name, pid_t pid, char *err, size_t errlen);
+
+/*
+ * Maps an existing segment read-only.  It must be a regular file (opened
+ * without following a symlink or blocking on a FIFO), writable by its owner
+ * only, owned by root, by the reader's user or by the user of the live
+ * wsechod master it names.  Checks magic and layout version.
+ */
 int wse_stats_attach(struct wse_stats *st, const char *name, char *err, size_t errlen);
 
 /* Unmaps; the creator also unlinks the name. */

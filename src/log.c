@@ -33,9 +33,24 @@ static const char *const level_names[] = {"error", "warn ", "info ", "debug"};
  * per call site). */
 static struct wse_log_limit *pending_limits;
 
+/*
+ * O_NONBLOCK only while opening: a FIFO planted at the path (with nobody
+ * reading it) fails with ENXIO instead of hanging the master at start or
+ * at every SIGUSR1.  Symlinks are followed on purpose: operators link log
+ * files, and the log's directory is theirs to keep others out of.
+ */
 static int open_path(const char *path)
 {
-    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0640);
+    int flags;
+
+    if (fd >= 0 && ((flags = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
 }
 
 int wse_log_open(const char *path, enum wse_log_level level)

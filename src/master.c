@@ -17,11 +17,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -98,6 +101,7 @@ static struct {
     bool stopping;
     int exit_status;
     pid_t pid;
+    bool pid_file_written;
 } M;
 
 static const int handled_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGCHLD};
@@ -108,23 +112,82 @@ static void reload(void);
 
 /* ---- pid file ---------------------------------------------------------- */
 
+/*
+ * The pid in a pid file: a regular file (opened without following a
+ * symlink, without blocking on a FIFO) holding digits and an optional
+ * newline, 2 to INT_MAX.  Anything wider is refused before it is narrowed
+ * to pid_t: 4294967295 would become kill(-1), every process.  0, or -1
+ * with the reason in err.
+ */
+static int read_pid_file(const char *path, pid_t *pid, char *err, size_t errlen)
+{
+    char text[32];
+    struct stat sb;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot read pid file '%s': %s%s", path, strerror(errno),
+                 errno == ELOOP ? " (a symbolic link)" : "");
+        return -1;
+    }
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        snprintf(err, errlen, "pid file '%s' is not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    text[n > 0 ? n : 0] = '\0';
+    char *end = text;
+    errno = 0;
+    long value = text[0] >= '0' && text[0] <= '9' ? strtol(text, &end, 10) : 0;
+    if (end == text || errno || (*end && strcmp(end, "\n") != 0) || value < 2 ||
+        value > INT_MAX) {
+        snprintf(err, errlen, "pid file '%s' holds no pid (a number from 2 to %d)", path,
+                 INT_MAX);
+        return -1;
+    }
+    *pid = (pid_t)value;
+    return 0;
+}
+
 static int write_pid_file(const char *path)
 {
     char tmp[WSE_STR_MAX + 16], text[32];
     int n = snprintf(text, sizeof text, "%d\n", (int)M.pid);
 
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* A fresh unique name next to the pid file (rename stays atomic),
+     * created O_EXCL: never through a symlink planted in a shared directory,
+     * and a temporary left by a crash cannot block the next start. */
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
+    int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
         return -1;
     /* Written whole, then renamed: a reader never sees a partial pid. */
-    if (write(fd, text, (size_t)n) != n || fsync(fd) < 0) {
+    if (fchmod(fd, 0644) < 0 || write(fd, text, (size_t)n) != n || fsync(fd) < 0) {
         close(fd);
         unlink(tmp);
         return -1;
     }
     close(fd);
-    return rename(tmp, path);
+    if (rename(tmp, path) < 0) {
+        unlink(tmp);
+        return -1;
+    }
+    M.pid_file_written = true;
+    return 0;
+}
+
+/* Only a pid file this master wrote and that still holds its pid: a second
+ * instance that failed to start must not remove the running one's. */
+static void remove_pid_file(void)
+{
+    char err[WSE_STR_MAX + 64];
+    pid_t pid;
+
+    if (M.pid_file_written && read_pid_file(M.cfg.pid_file, &pid, err, sizeof err) == 0 &&
+        pid == M.pid)
+        unlink(M.cfg.pid_file);
 }
 
 /* ---- listener groups ----------------------------------------------------- */
@@ -727,8 +790,7 @@ static void close_everything(void)
     wse_stats_close(&M.stats);
     if (M.sigfd >= 0)
         close(M.sigfd);
-    if (M.cfg.pid_file[0])
-        unlink(M.cfg.pid_file);
+    remove_pid_file();
     if (M.loop)
         ev_loop_destroy(M.loop);
 }
@@ -762,13 +824,46 @@ static int start(void)
     return 0;
 }
 
+/* A descriptor that pins pid (a recycled pid is another process), or -1
+ * where pidfds are missing (then kill(2) after the checks). */
+static int pin_process(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    (void)pid;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+static int send_signal(int pidfd, pid_t pid, int sig)
+{
+#ifdef SYS_pidfd_send_signal
+    if (pidfd >= 0)
+        return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+#endif
+    (void)pidfd;
+    return kill(pid, sig);
+}
+
+/*
+ * -s: signals the master named by the pid file, and only if that process
+ * is provably this configuration's master: the pid file is read strictly
+ * (read_pid_file), and the process must be the running master of the
+ * stats segment this configuration names (wse_stats_check_master: its
+ * executable, its user, its mapping of that very segment).  A stale pid
+ * file, a pid file rewritten by whoever can write it, or a process renamed
+ * wsechod gets no signal.
+ */
 int wse_master_signal(const struct wse_config *cfg)
 {
     static const struct { const char *name; int sig; } names[] = {
         {"reload", SIGHUP}, {"quit", SIGQUIT}, {"stop", SIGTERM}, {"reopen", SIGUSR1},
     };
-    char text[32] = "";
+    char err[WSE_STR_MAX + 256], name[WSE_STR_MAX + 2];
     int sig = 0;
+    pid_t pid;
 
     for (size_t i = 0; i < countof(names); i++)
         if (strcmp(cfg->signal_name, names[i].name) == 0)
@@ -778,23 +873,32 @@ int wse_master_signal(const struct wse_config *cfg)
                 "or -c CONFIG with a pid-file key\n", cfg->signal_name);
         return 1;
     }
-    FILE *f = fopen(cfg->pid_file, "r");
-    if (!f || !fgets(text, sizeof text, f)) {
-        fprintf(stderr, "wsechod: cannot read pid file '%s': %s\n", cfg->pid_file,
-                f ? "empty" : strerror(errno));
-        if (f)
-            fclose(f);
+    if (read_pid_file(cfg->pid_file, &pid, err, sizeof err) < 0) {
+        fprintf(stderr, "wsechod: %s\n", err);
         return 1;
     }
-    fclose(f);
-    char *end;
-    long pid = strtol(text, &end, 10);
-    if (pid <= 1 || (*end && *end != '\n')) {
-        fprintf(stderr, "wsechod: pid file '%s' holds no pid\n", cfg->pid_file);
+    wse_stats_default_name(name, sizeof name, cfg->stats_name, cfg->listen[0].port);
+    int pidfd = pin_process(pid);
+    if (pidfd < 0 && errno == ESRCH) {
+        fprintf(stderr, "wsechod: pid %d from pid file '%s' is not running (stale pid file)\n",
+                (int)pid, cfg->pid_file);
         return 1;
     }
-    if (kill((pid_t)pid, sig) < 0) {
-        fprintf(stderr, "wsechod: kill(%ld, %s) failed: %s\n", pid, strsignal(sig), strerror(errno));
+    if (wse_stats_check_master(name, pid, err, sizeof err) < 0) {
+        fprintf(stderr, "wsechod: not signalling pid %d from pid file '%s': %s (a stale or "
+                "rewritten pid file?  -s needs the server's own -c FILE, or its --stats-name "
+                "or --listen)\n", (int)pid, cfg->pid_file, err);
+        if (pidfd >= 0)
+            close(pidfd);
+        return 1;
+    }
+    int rc = send_signal(pidfd, pid, sig);
+    int e = errno;
+    if (pidfd >= 0)
+        close(pidfd);
+    if (rc < 0) {
+        fprintf(stderr, "wsechod: signalling pid %d (%s) failed: %s\n", (int)pid,
+                strsignal(sig), strerror(e));
         return 1;
     }
     return 0;

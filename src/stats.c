@@ -7,9 +7,11 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,63 +49,189 @@ void wse_stats_default_name(char *out, size_t n, const char *configured, unsigne
         snprintf(out, n, "/wsechod.%u", port);
 }
 
-/*
- * A pid is a live wsechod when it exists and its command line names
- * wsechod (a recycled pid belongs to something else).  The command line,
- * not /proc/PID/comm: under valgrind or a wrapper comm names the wrapper.
- */
-static bool master_alive(pid_t pid)
+static int open_existing(const char *name, struct stat *sb)
+{
+    /* No symlink, and no blocking on a FIFO someone planted at the name. */
+    int fd = shm_open(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
+
+    if (fd >= 0 && fstat(fd, sb) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+static bool basename_is(const char *path, const char *want)
+{
+    const char *slash = strrchr(path, '/');
+    return strcmp(slash ? slash + 1 : path, want) == 0;
+}
+
+static bool cmdline_names_wsechod(pid_t pid)
 {
     char path[64], cmd[4096];
 
-    if (pid <= 0 || (kill(pid, 0) < 0 && errno != EPERM))
-        return false;
     snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-    FILE *f = fopen(path, "r");
+    FILE *f = fopen(path, "re");
     if (!f)
-        return true;    /* exists, and we cannot tell: assume it is ours */
-    size_t n = fread(cmd, 1, sizeof cmd, f);
+        return false;
+    size_t n = fread(cmd, 1, sizeof cmd - 1, f);
     fclose(f);
-    return memmem(cmd, n, "wsechod", 7) != NULL;
+    cmd[n] = '\0';
+    for (size_t i = 0; i < n; i += strlen(cmd + i) + 1)
+        if (basename_is(cmd + i, "wsechod"))
+            return true;
+    return false;
 }
 
-/* Who holds an existing segment?  0 if nobody alive does. */
-static pid_t segment_owner(const char *name)
+/*
+ * The process runs a wsechod executable.  A binary replaced on disk (an
+ * upgrade) reads "... (deleted)".  Under `make valgrind` the executable is
+ * valgrind's tool, and the argument list names wsechod.  On its own this
+ * proves little (anyone can copy sleep(1) to a file named wsechod): the
+ * segment checks in wse_stats_is_master() are what make it an identity.
+ */
+static bool runs_wsechod(pid_t pid)
 {
-    int fd = shm_open(name, O_RDONLY, 0);
-    struct stat sb;
+    static const char deleted[] = " (deleted)";
+    char path[64], exe[4096];
+
+    snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+    ssize_t n = readlink(path, exe, sizeof exe - 1);
+    if (n <= 0)
+        return false;
+    size_t len = (size_t)n;
+    exe[len] = '\0';
+    if (len > sizeof deleted - 1 && strcmp(exe + len - (sizeof deleted - 1), deleted) == 0)
+        exe[len - (sizeof deleted - 1)] = '\0';
+    if (basename_is(exe, "wsechod"))
+        return true;
+    return strstr(exe, "/valgrind/") != NULL && cmdline_names_wsechod(pid);
+}
+
+/* The process has this very file mapped (device and inode in its maps). */
+static bool maps_file(pid_t pid, const struct stat *sb)
+{
+    char path[64], *line = NULL;
+    size_t cap = 0;
+    bool found = false;
+
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    while (!found && getline(&line, &cap, f) > 0) {
+        unsigned long maj, min;
+        unsigned long long ino;
+        /* start-end perms offset major:minor inode path */
+        if (sscanf(line, "%*s %*s %*s %lx:%lx %llu", &maj, &min, &ino) == 3)
+            found = maj == major(sb->st_dev) && min == minor(sb->st_dev) &&
+                    ino == (unsigned long long)sb->st_ino;
+    }
+    free(line);
+    fclose(f);
+    return found;
+}
+
+/* The master pid a segment's header names, or 0 when it is not wsechod's. */
+static pid_t header_master(int fd, const struct stat *sb)
+{
     pid_t pid = 0;
 
-    if (fd < 0)
+    if ((size_t)sb->st_size < sizeof(struct wse_stats_header))
         return 0;
-    if (fstat(fd, &sb) == 0 && (size_t)sb.st_size >= sizeof(struct wse_stats_header)) {
-        const struct wse_stats_header *h =
-            mmap(NULL, sizeof *h, PROT_READ, MAP_SHARED, fd, 0);
-        if (h != MAP_FAILED) {
-            if (h->magic == WSE_STATS_MAGIC && master_alive(h->master_pid))
-                pid = h->master_pid;
-            munmap((void *)h, sizeof *h);
-        }
-    }
-    close(fd);
+    const struct wse_stats_header *h = mmap(NULL, sizeof *h, PROT_READ, MAP_SHARED, fd, 0);
+    if (h == MAP_FAILED)
+        return 0;
+    if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) == WSE_STATS_MAGIC)
+        pid = __atomic_load_n(&h->master_pid, __ATOMIC_RELAXED);
+    munmap((void *)h, sizeof *h);
     return pid;
+}
+
+bool wse_stats_is_master(int fd, pid_t pid)
+{
+    struct stat sb, proc;
+    char path[64];
+
+    if (pid < 2 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || header_master(fd, &sb) != pid)
+        return false;
+    /* /proc/PID belongs to the process's effective user. */
+    snprintf(path, sizeof path, "/proc/%d", (int)pid);
+    if (stat(path, &proc) < 0 || proc.st_uid != sb.st_uid)
+        return false;
+    return maps_file(pid, &sb) && runs_wsechod(pid);
+}
+
+int wse_stats_check_master(const char *name, pid_t pid, char *err, size_t errlen)
+{
+    struct stat sb;
+    int fd = open_existing(name, &sb);
+
+    if (fd < 0) {
+        snprintf(err, errlen, "no stats segment %s to prove it (%s)", name, strerror(errno));
+        return -1;
+    }
+    bool ok = S_ISREG(sb.st_mode) && !(sb.st_mode & (S_IWGRP | S_IWOTH)) &&
+              wse_stats_is_master(fd, pid);
+    close(fd);
+    if (!ok)
+        snprintf(err, errlen, "it is not the running wsechod master of stats segment %s", name);
+    return ok ? 0 : -1;
+}
+
+/*
+ * Before replacing an existing segment of this name: it must be a regular
+ * file of this server's user that nobody else can write, and no live master
+ * of it may exist.  Anything else is somebody else's, and a start
+ * that removed it or waited on it (a FIFO) would be worse than one that
+ * stops with a clear message.  0 if it may be replaced, or -1 and err.
+ */
+static int may_replace(const char *name, char *err, size_t errlen)
+{
+    static const char fix[] = "remove it, or give this server another --stats-name";
+    struct stat sb;
+    int fd = open_existing(name, &sb);
+
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;       /* gone meanwhile */
+        snprintf(err, errlen, "stats segment %s exists and cannot be opened (%s%s): %s", name,
+                 strerror(errno), errno == ELOOP ? ": a symbolic link" : "", fix);
+        return -1;
+    }
+    int rc = -1;
+    pid_t master;
+    if (!S_ISREG(sb.st_mode))
+        snprintf(err, errlen, "stats segment %s is not a regular file (type %#o): %s", name,
+                 (unsigned)(sb.st_mode & S_IFMT), fix);
+    else if (sb.st_uid != geteuid())
+        snprintf(err, errlen, "stats segment %s belongs to uid %u, not to this server's uid %u: "
+                 "%s", name, (unsigned)sb.st_uid, (unsigned)geteuid(), fix);
+    else if (sb.st_mode & (S_IWGRP | S_IWOTH))
+        snprintf(err, errlen, "stats segment %s is writable by others (mode %04o): %s", name,
+                 (unsigned)(sb.st_mode & 07777), fix);
+    else if ((master = header_master(fd, &sb)) && wse_stats_is_master(fd, master))
+        snprintf(err, errlen, "stats segment %s belongs to wsechod pid %d, which is running "
+                 "(stop it, or give this one another --stats-name)", name, (int)master);
+    else
+        rc = 0;     /* ours, left behind by a master that died */
+    close(fd);
+    return rc;
 }
 
 static int open_exclusive(const char *name, char *err, size_t errlen)
 {
-    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
 
     if (fd >= 0 || errno != EEXIST)
         goto out;
-    pid_t owner = segment_owner(name);
-    if (owner) {
-        snprintf(err, errlen, "stats segment %s belongs to wsechod pid %d, which is running "
-                 "(stop it, or give this one another --stats-name)", name, (int)owner);
+    if (may_replace(name, err, errlen) < 0)
         return -1;
-    }
-    /* Left behind by a master that died: replace it. */
     shm_unlink(name);
-    fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
 out:
     if (fd < 0)
         snprintf(err, errlen, "shm_open(%s) failed: %s", name, strerror(errno));
@@ -212,19 +340,51 @@ static bool layout_mismatch(const struct wse_stats_header *h, size_t size, char 
     return out[0] != '\0';
 }
 
+/*
+ * The reader's rule: a regular file (not a FIFO a reader would block on)
+ * that nobody but its owner can write, owned by root, by the reader's own
+ * user, or by the user of the live wsechod master it names (a service
+ * running under its own or a dynamic user, read by root).
+ */
+static bool trusted_segment(int fd, const struct stat *sb, char *err, size_t errlen,
+                            const char *name)
+{
+    if (!S_ISREG(sb->st_mode)) {
+        snprintf(err, errlen, "stats segment %s is not a regular file (type %#o): not wsechod's",
+                 name, (unsigned)(sb->st_mode & S_IFMT));
+        return false;
+    }
+    if (sb->st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(err, errlen, "stats segment %s is writable by others (mode %04o): not "
+                 "wsechod's", name, (unsigned)(sb->st_mode & 07777));
+        return false;
+    }
+    if (sb->st_uid == 0 || sb->st_uid == geteuid() ||
+        wse_stats_is_master(fd, header_master(fd, sb)))
+        return true;
+    snprintf(err, errlen, "stats segment %s belongs to uid %u, which runs no wsechod master of "
+             "it: not trusted", name, (unsigned)sb->st_uid);
+    return false;
+}
+
 int wse_stats_attach(struct wse_stats *st, const char *name, char *err, size_t errlen)
 {
     struct stat sb;
 
     memset(st, 0, sizeof *st);
     snprintf(st->name, sizeof st->name, "%s", name);
-    int fd = shm_open(st->name, O_RDONLY | O_CLOEXEC, 0);
+    int fd = open_existing(st->name, &sb);
     if (fd < 0) {
-        snprintf(err, errlen, "no stats segment %s (%s): is wsechod running, and is this its "
-                 "--stats-name?", st->name, strerror(errno));
+        snprintf(err, errlen, "no stats segment %s (%s%s): is wsechod running, and is this its "
+                 "--stats-name?", st->name, strerror(errno),
+                 errno == ELOOP ? ": a symbolic link" : "");
         return -1;
     }
-    if (fstat(fd, &sb) < 0 || (size_t)sb.st_size < sizeof(struct wse_stats_header)) {
+    if (!trusted_segment(fd, &sb, err, errlen, st->name)) {
+        close(fd);
+        return -1;
+    }
+    if ((size_t)sb.st_size < sizeof(struct wse_stats_header)) {
         snprintf(err, errlen, "stats segment %s is too small to be wsechod's", st->name);
         close(fd);
         return -1;

@@ -245,11 +245,14 @@ def test_signal_option_uses_the_pid_file():
         pid_file = os.path.join(d, "w.pid")
         with Server("--pid-file", pid_file) as srv:
             mark = srv.mark()
-            p = subprocess.run([wse.binary(), "-s", "reload", "--pid-file", pid_file],
+            # The server's own --listen names its stats segment, whose
+            # master -s proves the pid file's pid to be.
+            listen = ["--pid-file", pid_file, "-l", f"127.0.0.1:{srv.port}"]
+            p = subprocess.run([wse.binary(), "-s", "reload", *listen],
                                capture_output=True, text=True, timeout=10)
             assert p.returncode == 0, p.stderr
             srv.wait_for_line(r"reload: generation 2 serving", 10, start=mark)
-            p = subprocess.run([wse.binary(), "-s", "stop", "--pid-file", pid_file],
+            p = subprocess.run([wse.binary(), "-s", "stop", *listen],
                                capture_output=True, text=True, timeout=10)
             assert p.returncode == 0, p.stderr
             assert srv.wait_exit(wse.scaled(5)) == 0

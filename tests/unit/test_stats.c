@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,10 +77,10 @@ START_TEST(create_attach_close)
     ck_assert_uint_eq(totals[WSE_STAT_msgs_in_text], 5);
     wse_stats_close(&r);
 
-    /* A second live master may not take the name.  (A live master is a
-     * process whose command line names wsechod: a recycled pid is no owner;
-     * this test's own command line is build/tests/test_stats, so the
-     * segment's owner is made a child that execs with "wsechod" in argv.) */
+    /* A process merely named wsechod (here a shell whose argv says so) is
+     * no master of the segment: it does not map it.  It used to be taken
+     * for one, and a fake header naming it blocked every start.  (A real
+     * second master is refused: tests/integration/test_stats.py.) */
     struct wse_stats other;
     int pipefd[2], execd[2];
     char c;
@@ -91,7 +92,7 @@ START_TEST(create_attach_close)
         close(pipefd[1]);
         close(execd[0]);
         dup2(pipefd[0], 0);
-        execl("/bin/sh", "sh", "-c", "read x", "wsechod-unit-owner", (char *)NULL);
+        execl("/bin/sh", "wsechod", "-c", "read x", "wsechod", (char *)NULL);
         _exit(127);
     }
     close(pipefd[0]);
@@ -99,11 +100,14 @@ START_TEST(create_attach_close)
     ck_assert_int_eq(read(execd[0], &c, 1), 0);
     close(execd[0]);
     w.hdr->master_pid = owner;
-    ck_assert_int_eq(wse_stats_create(&other, name, 8, 2, err, sizeof err), -1);
-    ck_assert_ptr_nonnull(strstr(err, "belongs to wsechod pid"));
+    ck_assert_int_ne(wse_stats_check_master(name, owner, err, sizeof err), 0);
+    ck_assert_ptr_nonnull(strstr(err, "not the running wsechod master"));
+    ck_assert_int_eq(wse_stats_create(&other, name, 8, 2, err, sizeof err), 0);
+    ck_assert_int_eq(other.hdr->master_pid, getpid());
     close(pipefd[1]);           /* the owner's read ends, it exits */
     waitpid(owner, NULL, 0);
-    w.hdr->master_pid = getpid();
+    wse_stats_close(&other);    /* unlinks the name: w's segment was replaced */
+    w.owner = false;
 
     wse_stats_close(&w);
     ck_assert_int_eq(wse_stats_attach(&r, name, err, sizeof err), -1);
@@ -186,6 +190,28 @@ END_TEST
  * equal halves, so a torn read would show unequal ones.  The reader also
  * checks that it never goes backwards.
  */
+/* A segment anyone may write is not wsechod's: neither replaced nor read. */
+START_TEST(segment_writable_by_others_is_refused)
+{
+    struct wse_stats w, r;
+    char err[256];
+
+    make_name();
+    ck_assert_int_eq(wse_stats_create(&w, name, 4, 1, err, sizeof err), 0);
+    w.hdr->master_pid = 0;              /* no master: stale, were it not for its mode */
+    int fd = shm_open(name, O_RDWR, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(fchmod(fd, 0666), 0);
+    close(fd);
+    ck_assert_int_eq(wse_stats_attach(&r, name, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "writable by others"));
+    struct wse_stats other;
+    ck_assert_int_eq(wse_stats_create(&other, name, 4, 1, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "writable by others"));
+    wse_stats_close(&w);
+}
+END_TEST
+
 START_TEST(reader_sees_no_torn_or_backward_values)
 {
     struct wse_stats w;
@@ -296,6 +322,7 @@ static Suite *stats_suite(void)
     tcase_add_test(tc, create_attach_close);
     tcase_add_test(tc, another_layout_names_what_differs);
     tcase_add_test(tc, stale_segment_is_replaced);
+    tcase_add_test(tc, segment_writable_by_others_is_refused);
     tcase_add_test(tc, reader_sees_no_torn_or_backward_values);
     tcase_add_test(tc, totals_never_go_back_across_folds);
     tcase_add_test(tc, gauges_are_not_folded);
