@@ -1,0 +1,133 @@
+"""Memory bounds under attack: output amplification past --high-water, a
+request body on the upgrade, half-sent handshakes (issue: defects found by
+attacking the server, items 7, 9a and 9e)."""
+import json
+import select
+import socket
+import subprocess
+import time
+
+import wse
+from wse import OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawWS, Server
+
+KIB = 1024
+PREFIX = "p" * 255
+
+
+def worker_counters(srv):
+    p = subprocess.run([wse.binary(), "stats", "--stats-name", f"wsechod.{srv.port}", "--json"],
+                       capture_output=True, text=True, timeout=wse.scaled(10))
+    assert p.returncode == 0, f"wsechod stats: status {p.returncode}: {p.stderr}"
+    workers = json.loads(p.stdout)["workers"]
+    assert len(workers) == 1, workers
+    return workers[0]["counters"]
+
+
+def flood(ws, frames):
+    """Sends the frames without reading; stops when the kernel takes no more
+    for a while (the server stopped reading).  Returns how many were sent
+    whole; a frame cut by the stop is completed before returning."""
+    data = b"".join(frames)
+    ends, total = [], 0
+    for f in frames:
+        total += len(f)
+        ends.append(total)
+    ws.sock.setblocking(False)
+    sent = 0
+    try:
+        while sent < len(data):
+            _, writable, _ = select.select([], [ws.sock], [], wse.scaled(0.5))
+            if not writable:
+                break
+            try:
+                sent += ws.sock.send(data[sent:sent + 64 * KIB])
+            except BlockingIOError:
+                continue
+    finally:
+        ws.sock.setblocking(True)
+    whole = sum(1 for e in ends if e <= sent)
+    if whole < len(frames) and sent > (ends[whole - 1] if whole else 0):
+        ws.sock.settimeout(ws.timeout)
+        ws.sock.sendall(data[sent:ends[whole]])     # finish the cut frame
+        whole += 1
+    return whole
+
+
+def assert_output_bounded(srv, high_water, overshoot):
+    """Once reading paused, the queued output stays within high-water plus
+    one event's echo, for as long as we look (a second)."""
+    wse.wait_until(lambda: worker_counters(srv)["backpressure"] >= 1, wse.scaled(10),
+                   "reading paused for the peer that does not read")
+    deadline = time.monotonic() + wse.scaled(1.0)
+    while time.monotonic() < deadline:
+        buffered = worker_counters(srv)["bytes_buffered"]
+        assert buffered <= high_water + overshoot, \
+            f"{buffered} bytes queued for a peer that does not read (high-water {high_water})"
+        time.sleep(0.05)
+
+
+def expect_in_order(ws, expected):
+    """Reads len(expected) messages and pongs; each must be the (opcode,
+    payload) given.  The server may cut an echo into fragments where the
+    input was cut: they are joined."""
+    ws.sock.settimeout(ws.timeout)
+    for i, (opcode, payload) in enumerate(expected):
+        f = ws.recv_frame(timeout=30)
+        got, parts = f.opcode, [f.payload]
+        while got in (OP_TEXT, OP_BINARY) and not f.fin:
+            f = ws.recv_frame(timeout=30)
+            assert f.opcode == OP_CONT, f"opcode {f.opcode} inside echo {i}"
+            parts.append(f.payload)
+        data = b"".join(parts)
+        assert (got, data) == (opcode, payload), \
+            f"echo {i} of {len(expected)}: got {got}/{data[:40]!r}, " \
+            f"expected {opcode}/{payload[:40]!r}"
+
+
+def test_echo_prefix_does_not_defeat_high_water():
+    """Tiny text frames each echoed behind a 255-byte prefix: ~40x output."""
+    high = 64 * KIB
+    with Server("-w", "1", "--echo-prefix", PREFIX, "--high-water", "64K",
+                "--low-water", "16K", workers=None) as srv:
+        ws = RawWS(srv.port, rcvbuf=4096)
+        frames, expected = [], []
+        for i in range(12000):
+            if i % 100 == 99:
+                frames.append(wse.frame(OP_PING, b"ping %d" % i))
+                expected.append((OP_PONG, b"ping %d" % i))
+            else:
+                payload = b"" if i % 2 else b"%d" % i
+                frames.append(wse.frame(OP_TEXT, payload))
+                expected.append((OP_TEXT, PREFIX.encode() + payload))
+        n = flood(ws, frames)
+        assert n * 11 > 100 * KIB or n == len(frames), f"only {n} frames went out"
+        # One echo is at most 4 + 255 + its payload: a little room over that.
+        assert_output_bounded(srv, high, 1 * KIB)
+        # Every echo comes, in order, once the client reads: nothing held
+        # back by the pause is lost or reordered.
+        expect_in_order(ws, expected[:n])
+        ws.send_text("last")
+        assert ws.recv_message() == (OP_TEXT, PREFIX.encode() + b"last")
+        ws.close()
+
+
+def test_small_frames_without_prefix_stay_under_high_water():
+    """Without a prefix an echo is never longer than its frame, but a whole
+    read's echoes could still pass the mark by up to a read (256 KiB)."""
+    high = 4 * KIB
+    with Server("-w", "1", "--high-water", "4K", "--low-water", "1K", workers=None) as srv:
+        ws = RawWS(srv.port, rcvbuf=4096)
+        frames, expected = [], []
+        for i in range(40000):
+            payload = b"%06d" % i + b"x" * 94
+            if i % 2:
+                frames.append(wse.frame(OP_PING, payload))
+                expected.append((OP_PONG, payload))
+            else:
+                frames.append(wse.frame(OP_TEXT, payload))
+                expected.append((OP_TEXT, payload))
+        n = flood(ws, frames)
+        assert_output_bounded(srv, high, 1 * KIB)
+        expect_in_order(ws, expected[:n])
+        ws.echo(OP_TEXT, b"last")
+        ws.close()
