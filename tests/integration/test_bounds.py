@@ -233,3 +233,24 @@ def test_handshake_memory_budget_answers_503():
         finally:
             for s in socks:
                 s.close()
+
+
+def test_split_handshake_grows_its_buffer_and_upgrades():
+    """A 3 KiB head in 7-byte pieces passes through every buffer size; the
+    frames sent with its last piece are echoed after the 101."""
+    with Server("-w", "1", workers=None) as srv:
+        req, key = wse.upgrade_request(headers=[f"X-Filler-{i}: {'f' * 90}" for i in range(30)])
+        data = req + wse.frame(OP_TEXT, b"first") + wse.frame(OP_PING, b"p")
+        with RawWS(srv.port, handshake=False) as ws:
+            for i in range(0, len(req) - 7, 7):
+                ws.send(data[i:i + 7])
+            ws.send(data[i + 7:])
+            deadline = ws._deadline(10)
+            while b"\r\n\r\n" not in ws.buf:
+                ws._fill(deadline)
+            head, _, rest = bytes(ws.buf).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101"), head
+            assert wse.accept_key(key).encode() in head, head
+            ws.buf = bytearray(rest)
+            expect_in_order(ws, [(OP_TEXT, b"first"), (OP_PONG, b"p")])
+            ws.echo(OP_TEXT, b"after")
