@@ -8,8 +8,11 @@
  *
  * Memory follows activity: the worker has one read buffer shared by all its
  * connections; a connection allocates only while it holds a half-received
- * handshake, a partial frame header or control frame (<= 131 bytes), or
- * output the peer has not taken yet.  An idle open connection is its struct.
+ * handshake (a buffer grown with what arrived, under a worker-wide budget),
+ * a partial frame header or control frame (<= 131 bytes), output the peer
+ * has not taken yet (at most the high-water mark plus one echo), or the
+ * unparsed rest of the read that passed that mark.  An idle open connection
+ * is its struct.
  */
 #ifndef WSE_CONN_H
 #define WSE_CONN_H

@@ -18,7 +18,9 @@
  *   400  HTTP version below 1.1, Host missing or repeated, Upgrade without
  *        the token "websocket", Connection without the token "upgrade",
  *        Sec-WebSocket-Key missing, repeated, or not the canonical base64 of
- *        exactly 16 bytes
+ *        exactly 16 bytes, a body announced (WSE_HTTP_BODY: after a 101 the
+ *        bytes behind the head are frames, so a body a proxy in front
+ *        forwards as HTTP would reach the server as frames: smuggling)
  *   426  Sec-WebSocket-Version missing or not 13 (answer with the header
  *        "Sec-WebSocket-Version: 13", see WSE_HANDSHAKE_426_HEADERS)
  * The path is not looked at: routing is the caller's.

@@ -56,6 +56,9 @@ enum {
     WSE_HTTP_VERSION_13 = 1u << 5,      /* ... and its value is exactly 13 */
     WSE_HTTP_ACCEPT_HTML = 1u << 6,     /* Accept mentions text/html */
     WSE_HTTP_HOST_DUP = 1u << 7,        /* Host appeared twice */
+    WSE_HTTP_BODY = 1u << 8,            /* a body is announced: Transfer-Encoding
+                                           (any value) or Content-Length other
+                                           than exactly "0" */
 };
 
 struct wse_http_req {

@@ -52,6 +52,7 @@ enum conn_flag {
     F_SHUT_AFTER = 1 << 1,      /* shutdown(SHUT_WR) once output is flushed */
     F_SHUT_DONE = 1 << 2,
     F_DEAD = 1 << 3,            /* freed at the end of this loop iteration */
+    F_INPUT_HELD = 1 << 4,      /* tail holds read input not parsed yet (paused mid-read) */
 };
 
 enum timer_kind { TK_NONE, TK_HANDSHAKE, TK_IDLE, TK_PINGED, TK_CLOSE };
@@ -63,9 +64,21 @@ struct hs {                     /* a handshake that did not arrive in one read *
     struct wse_http_req req;
     struct wse_proxy px;
     uint32_t len;
+    uint32_t room;              /* size of buf: grows with what arrived, up to hs_cap() */
     uint16_t http_off;          /* where the HTTP request starts: after a PROXY header */
-    char buf[];                 /* [PROXY header +] max_header + 1 bytes */
+    char buf[];
 };
+
+/*
+ * Handshake buffers start at HS_ROOM_MIN bytes and double as bytes arrive;
+ * all of a worker's together may hold HS_BUDGET_HEADS full-size ones
+ * (about 4 MiB with the default --max-header 8K).  A handshake that would
+ * pass that is answered 503: without the bound, each half-sent request held
+ * a full-size buffer until its timeout, ~800 MiB at --max-connections.
+ * A request that arrives in one read (the usual case) uses no buffer.
+ */
+#define HS_ROOM_MIN     256
+#define HS_BUDGET_HEADS 512
 
 struct peer {
     uint8_t family;
@@ -82,10 +95,13 @@ struct conn {
     uint32_t out_pos, out_len, out_cap;
     union {
         struct hs *hs;          /* ST_HANDSHAKE */
-        uint8_t *tail;          /* otherwise: incomplete header / control frame */
+        uint8_t *tail;          /* otherwise: input kept for later, see tail_len */
     };
     struct conn *next_dead;
-    uint8_t tail_len;
+    /* An incomplete header or control frame (<= TAIL_CAP), or with
+     * F_INPUT_HELD the rest of a read whose echoes would have passed the
+     * high-water mark (<= RBUF_SIZE). */
+    uint32_t tail_len;
     uint8_t state;
     uint8_t flags;
     uint8_t timer;              /* enum timer_kind: which list tl is on */
@@ -101,6 +117,9 @@ static struct {
     struct wse_http_limits limits;
     uint8_t *rbuf;              /* HEADROOM + RBUF_SIZE */
     struct wse_tlist hs_list, idle_list, pinged_list, close_list;
+    size_t hs_bytes;            /* allocated for pending handshakes (struct hs + room) */
+    size_t hs_budget;           /* most hs_bytes may reach */
+    bool hs_full_logged;        /* the budget's exhaustion was logged; again below half */
     ev_check reaper;
     struct conn *dead;
     unsigned nconns;
@@ -503,14 +522,56 @@ static void count_error(uint16_t code)
         STAT(err_1009, 1);
 }
 
-/* Keeps an incomplete header or control frame for the next read. */
+/*
+ * Keeps input for later: an incomplete header or control frame, presented
+ * again with the next read, or the unparsed rest of a paused read.  p lies
+ * in the read buffer, never in c->tail.
+ */
 static int keep_tail(struct conn *c, const uint8_t *p, size_t n)
 {
-    if (!c->tail && !(c->tail = malloc(TAIL_CAP)))
+    if (n > TAIL_CAP) {
+        free(c->tail);
+        c->tail = NULL;
+    }
+    if (!c->tail && !(c->tail = malloc(n > TAIL_CAP ? n : TAIL_CAP)))
         return -1;
     memcpy(c->tail, p, n);
-    c->tail_len = (uint8_t)n;
+    c->tail_len = (uint32_t)n;
     return 0;
+}
+
+static void drop_empty_tail(struct conn *c)
+{
+    if (!(c->flags & F_DEAD) && !c->tail_len && c->tail) {
+        free(c->tail);
+        c->tail = NULL;
+    }
+}
+
+/*
+ * The output queued and batched so far has passed the high-water mark: send
+ * it, and if the peer does not take enough, stop parsing and keep the rest
+ * of the input (rest[0..n)) until the output drains (on_io resumes it).
+ * True when parsing must stop.  Checked after every event, not once per
+ * read: one read's echoes can be many times its size (6-byte empty frames
+ * each echoed behind an --echo-prefix), so a whole read's worth would let
+ * a peer that never reads queue megabytes past the mark.
+ */
+static bool stop_at_high_water(struct conn *c, const uint8_t *rest, size_t n)
+{
+    flush(c);
+    if (c->flags & F_DEAD)
+        return true;
+    if (!(c->flags & F_READ_PAUSED))
+        return false;       /* the socket took enough: carry on */
+    if (n) {
+        if (keep_tail(c, rest, n) < 0) {
+            abort_conn(c, "out of memory");
+            return true;
+        }
+        c->flags |= F_INPUT_HELD;
+    }
+    return true;
 }
 
 static void ws_process(struct conn *c, uint8_t *base, size_t have)
@@ -529,6 +590,9 @@ static void ws_process(struct conn *c, uint8_t *base, size_t have)
             on_event(c, &ev);
             if (c->flags & F_DEAD)
                 return;
+            if (pending(c) + W.batch_bytes > W.cfg->high_water &&
+                stop_at_high_water(c, base + pos, have - pos))
+                return;
             continue;
         }
         if (rc == WSE_AGAIN) {
@@ -546,6 +610,20 @@ static void ws_process(struct conn *c, uint8_t *base, size_t have)
         linger(c);
     }
     flush(c);
+}
+
+/* The output has drained below low-water: parse what the paused read left. */
+static void ws_resume(struct conn *c)
+{
+    size_t have = c->tail_len;
+
+    memcpy(RB, c->tail, have);
+    free(c->tail);      /* it may be a read's size: the next tail is allocated anew */
+    c->tail = NULL;
+    c->tail_len = 0;
+    c->flags &= (uint8_t)~F_INPUT_HELD;
+    ws_process(c, RB, have);
+    drop_empty_tail(c);
 }
 
 static void ws_read(struct conn *c)
@@ -578,10 +656,7 @@ static void ws_read(struct conn *c)
     if (c->state == ST_LINGER)
         return;     /* after the close handshake, input is dropped */
     ws_process(c, RB, have + (size_t)n);
-    if (!(c->flags & F_DEAD) && !c->tail_len && c->tail) {
-        free(c->tail);
-        c->tail = NULL;
-    }
+    drop_empty_tail(c);
 }
 
 /* ---- the HTTP phase ---------------------------------------------------- */
@@ -608,6 +683,11 @@ static bool origin_allowed(const struct wse_http_req *req, const char *buf)
 
 static void hs_free(struct conn *c)
 {
+    if (!c->hs)
+        return;
+    W.hs_bytes -= sizeof *c->hs + c->hs->room;
+    if (W.hs_bytes < W.hs_budget / 2)
+        W.hs_full_logged = false;
     free(c->hs);
     c->hs = NULL;
 }
@@ -712,22 +792,73 @@ static void route(struct conn *c, const struct wse_http_req *req, const char *bu
     upgrade(c, req, buf);
 }
 
-/* Keeps a handshake split over reads in a buffer of its own. */
-static int hs_keep(struct conn *c, const char *buf, size_t have, size_t cap,
+/* One byte more than --max-header, so that an over-long head that comes in
+ * pieces still reaches the byte where the parser answers 431. */
+static size_t hs_cap(void)
+{
+    return W.cfg->max_header + 1 + (W.cfg->proxy_protocol ? WSE_PROXY_MAX : 0);
+}
+
+static size_t hs_room_for(size_t have)
+{
+    size_t room = HS_ROOM_MIN, cap = hs_cap();
+
+    while (room < have)
+        room *= 2;
+    return room < cap ? room : cap;
+}
+
+/*
+ * Keeps a handshake split over reads (buf[0..have), in the read buffer) in a
+ * buffer of its own, grown to what arrived.  Returns 0, 503 when the
+ * worker's handshake memory is spent, or -1 when out of memory.
+ */
+static int hs_keep(struct conn *c, const char *buf, size_t have,
                    const struct wse_http_req *req, const struct wse_proxy *px, size_t off)
 {
-    if (!c->hs) {
-        struct hs *hs = malloc(sizeof *hs + cap);
+    size_t kept = c->hs ? c->hs->len : 0;
+    size_t room = hs_room_for(have);
+
+    if (!c->hs || room > c->hs->room) {
+        size_t old = c->hs ? sizeof *c->hs + c->hs->room : 0;
+        size_t need = sizeof *c->hs + room;
+        if (W.hs_bytes - old + need > W.hs_budget)
+            return 503;
+        struct hs *hs = realloc(c->hs, need);
         if (!hs)
             return -1;
-        hs->req = *req;
-        hs->px = *px;
-        memcpy(hs->buf, buf, have);
         c->hs = hs;
+        hs->room = (uint32_t)room;
+        W.hs_bytes += need - old;
     }
+    /* The bytes kept before are still there (realloc keeps them). */
+    memcpy(c->hs->buf + kept, buf + kept, have - kept);
+    c->hs->req = *req;
+    c->hs->px = *px;
     c->hs->len = (uint32_t)have;
     c->hs->http_off = (uint16_t)off;
     return 0;
+}
+
+/* hs_keep() and its refusals; true when the connection goes on waiting. */
+static bool hs_wait(struct conn *c, const char *buf, size_t have,
+                    const struct wse_http_req *req, const struct wse_proxy *px, size_t off)
+{
+    int rc = hs_keep(c, buf, have, req, px, off);
+
+    if (rc == 0)
+        return true;
+    if (rc < 0) {
+        abort_conn(c, "out of memory");
+        return false;
+    }
+    if (!W.hs_full_logged) {
+        W.hs_full_logged = true;
+        log_warn("handshakes split over reads hold %zu bytes, this worker's limit: "
+                 "more of them get 503 until half of that is free", W.hs_bytes);
+    }
+    respond(c, 503, NULL, NULL);
+    return false;
 }
 
 /* The client behind the load balancer becomes this connection's peer. */
@@ -773,36 +904,30 @@ static int proxy_step(struct conn *c, struct wse_proxy *px, const char *buf, siz
     return 1;
 }
 
-/* After the 101: bytes behind the request already belong to the WebSocket. */
-static void hs_done(struct conn *c, char *buf, size_t parsed_end, size_t have)
-{
-    size_t extra = have - parsed_end;
-
-    if (c->hs) {
-        memcpy(RB, c->hs->buf + parsed_end, extra);
-        hs_free(c);
-        buf = (char *)RB;
-    } else {
-        buf += parsed_end;
-    }
-    if (extra)
-        ws_process(c, (uint8_t *)buf, extra);
-}
-
 /*
  * Reads the request.  The common case, a request that arrives in one read,
  * is parsed straight from the worker's buffer and costs no allocation; only
- * a request split over reads is copied into a buffer of its own.
+ * a request split over reads is kept in a buffer of its own, and brought
+ * back into the worker's buffer for the next read.
  */
 static void hs_read(struct conn *c)
 {
-    /* One byte more than the limit, so that an over-long head that comes in
-     * pieces still reaches the byte where the parser answers 431. */
-    size_t cap = W.cfg->max_header + 1 + (W.cfg->proxy_protocol ? WSE_PROXY_MAX : 0);
     size_t have = c->hs ? c->hs->len : 0;
-    char *buf = c->hs ? c->hs->buf : (char *)RB;
-    ssize_t n = read(c->io.fd, buf + have, c->hs ? cap - have : RBUF_SIZE);
+    char *buf = (char *)RB;
+    struct wse_http_req req;
+    struct wse_proxy px;
+    size_t off = 0;
 
+    if (c->hs) {
+        memcpy(buf, c->hs->buf, have);
+        req = c->hs->req;
+        px = c->hs->px;
+        off = c->hs->http_off;
+    } else {
+        wse_http_init(&req);
+        wse_proxy_init(&px);
+    }
+    ssize_t n = read(c->io.fd, buf + have, c->hs ? hs_cap() - have : RBUF_SIZE);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
@@ -812,40 +937,30 @@ static void hs_read(struct conn *c)
     }
     have += (size_t)n;
 
-    struct wse_http_req local_req, *req = c->hs ? &c->hs->req : &local_req;
-    struct wse_proxy local_px, *px = c->hs ? &c->hs->px : &local_px;
-    size_t off = c->hs ? c->hs->http_off : 0;
-    if (!c->hs) {
-        wse_http_init(req);
-        wse_proxy_init(px);
-    }
     if (W.cfg->proxy_protocol && !off) {
-        int step = proxy_step(c, px, buf, have, &off);
+        int step = proxy_step(c, &px, buf, have, &off);
         if (step < 0)
             return;
         if (step == 0) {
-            if (hs_keep(c, buf, have, cap, req, px, 0) < 0)
-                abort_conn(c, "out of memory");
+            hs_wait(c, buf, have, &req, &px, 0);
             return;
         }
     }
-    int rc = wse_http_parse(req, buf + off, have - off, &W.limits);
+    int rc = wse_http_parse(&req, buf + off, have - off, &W.limits);
     if (rc == WSE_AGAIN) {
-        if (hs_keep(c, buf, have, cap, req, px, off) < 0)
-            abort_conn(c, "out of memory");
+        hs_wait(c, buf, have, &req, &px, off);
         return;
     }
+    hs_free(c);
     if (rc == WSE_FAIL) {
-        respond(c, req->status, NULL, NULL);
+        respond(c, req.status, NULL, NULL);
         return;
     }
-    size_t parsed_end = off + req->parsed;
-    route(c, req, buf + off);
-    if (c->state != ST_OPEN || (c->flags & F_DEAD)) {
-        hs_free(c);
-        return;
-    }
-    hs_done(c, buf, parsed_end, have);
+    size_t parsed_end = off + req.parsed;
+    route(c, &req, buf + off);
+    /* After the 101, bytes behind the request already belong to the WebSocket. */
+    if (c->state == ST_OPEN && !(c->flags & F_DEAD) && have > parsed_end)
+        ws_process(c, (uint8_t *)buf + parsed_end, have - parsed_end);
 }
 
 /* ---- libev glue -------------------------------------------------------- */
@@ -873,7 +988,10 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 
     if (revents & EV_WRITE)
         on_writable(c);
-    if ((c->flags & F_DEAD) || !(revents & EV_READ))
+    /* Input held back by the high-water mark goes before any new read. */
+    if ((c->flags & (F_DEAD | F_INPUT_HELD | F_READ_PAUSED)) == F_INPUT_HELD)
+        ws_resume(c);
+    if ((c->flags & (F_DEAD | F_INPUT_HELD | F_READ_PAUSED)) || !(revents & EV_READ))
         return;
     if (c->state == ST_HANDSHAKE)
         hs_read(c);
@@ -1023,6 +1141,7 @@ int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg,
     W.cfg = cfg;
     W.limits.max_header_bytes = (uint16_t)cfg->max_header;
     W.limits.max_headers = (uint16_t)cfg->max_headers;
+    W.hs_budget = HS_BUDGET_HEADS * (sizeof(struct hs) + hs_cap());
     W.rbuf = malloc(HEADROOM + RBUF_SIZE);
     W.page_len = wse_page_response(W.page, sizeof W.page, cfg->path);
     if (!W.rbuf || !W.page_len)

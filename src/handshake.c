@@ -82,6 +82,8 @@ int wse_handshake_check(const struct wse_http_req *req, const char *buf)
         return 400;
     if ((f & WSE_HTTP_KEY_DUP) || !key_is_valid(wse_span_ptr(buf, req->key), req->key.len))
         return 400;
+    if (f & WSE_HTTP_BODY)
+        return 400;
     if (!(f & WSE_HTTP_VERSION_SEEN) || !(f & WSE_HTTP_VERSION_13))
         return 426;
     return 0;

@@ -95,6 +95,8 @@ enum hdr_kind {
     H_PROTOCOL,
     H_EXTENSIONS,
     H_ACCEPT,
+    H_CONTENT_LENGTH,
+    H_TRANSFER_ENCODING,
 };
 
 #define KNOWN(s, k) { s, sizeof(s) - 1, k }
@@ -112,6 +114,8 @@ static const struct {
     KNOWN("Sec-WebSocket-Protocol", H_PROTOCOL),
     KNOWN("Sec-WebSocket-Extensions", H_EXTENSIONS),
     KNOWN("Accept", H_ACCEPT),
+    KNOWN("Content-Length", H_CONTENT_LENGTH),
+    KNOWN("Transfer-Encoding", H_TRANSFER_ENCODING),
 };
 #undef KNOWN
 
@@ -258,6 +262,15 @@ static void apply_header(struct wse_http_req *req, const char *buf, struct wse_s
     case H_ACCEPT:
         if (contains_ci(p, v.len, "text/html"))
             req->flags |= WSE_HTTP_ACCEPT_HTML;
+        break;
+    case H_CONTENT_LENGTH:
+        /* Only the literal "0" announces no body; "00", "0, 0", "+0" and
+         * anything else count as one rather than be interpreted. */
+        if (v.len != 1 || p[0] != '0')
+            req->flags |= WSE_HTTP_BODY;
+        break;
+    case H_TRANSFER_ENCODING:
+        req->flags |= WSE_HTTP_BODY;
         break;
     default:
         break;

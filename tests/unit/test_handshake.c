@@ -208,6 +208,15 @@ static const struct check_case checks[] = {
     { "version 013", NULL, "Sec-WebSocket-Version", "Sec-WebSocket-Version: 013", NULL, 426 },
     { "no version", NULL, "Sec-WebSocket-Version", "", NULL, 426 },
     { "no Origin, no protocol", NULL, "Origin", "", NULL, 0 },
+    { "Content-Length 0", NULL, NULL, NULL, "Content-Length: 0\r\n", 0 },
+    { "Content-Length 5", NULL, NULL, NULL, "Content-Length: 5\r\n", 400 },
+    { "Content-Length 0 then 5", NULL, NULL, NULL,
+      "Content-Length: 0\r\nContent-Length: 5\r\n", 400 },
+    { "Transfer-Encoding chunked", NULL, NULL, NULL, "Transfer-Encoding: chunked\r\n", 400 },
+    { "Transfer-Encoding identity", NULL, NULL, NULL, "transfer-encoding: identity\r\n", 400 },
+    /* 400 for the body comes before 426. */
+    { "Transfer-Encoding and version 8", NULL, "Sec-WebSocket-Version",
+      "Sec-WebSocket-Version: 8", "Transfer-Encoding: chunked\r\n", 400 },
 };
 
 /* Header line h is the one named name (its text up to ':')? */
