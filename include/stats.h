@@ -5,15 +5,17 @@
  * header, then one cache-line-aligned slot per worker slot.  Each worker
  * writes only its own slot (single writer: relaxed atomic stores, no locks,
  * no read-modify-write bus locking).  64-bit counters are naturally
- * aligned, so a reader never sees a torn value; fields that must agree (pid,
- * generation, state) and the master's fold of an exited worker into the
- * retired totals are published under sequence counters (seqlocks).
+ * aligned and stored whole; fields that must agree (pid, generation, state)
+ * and the master's fold of an exited worker into the retired totals are
+ * published under sequence counters (seqlocks).
  *
  * Readers trust nothing in it: anyone with the server's uid can rewrite or
  * truncate it under them.  They copy it with pread(2) into their own memory
- * (a shrunk segment is a short read, not SIGBUS), fix its sizes once at
- * attach, and retry a seqlock a bounded number of times: a slot a writer
- * left mid-update is reported as unreadable, never waited for.
+ * (a shrunk segment is a short read, not SIGBUS; the kernel copies aligned
+ * words whole, which test_stats checks against a writer at full speed), fix
+ * its sizes once at attach, and retry a seqlock a bounded number of times:
+ * a slot a writer left mid-update is reported as unreadable, never waited
+ * for.
  *
  * Counters are listed once, below, and generate the slot layout, the JSON
  * names and the Prometheus names.

@@ -273,8 +273,9 @@ void wse_stats_retire(struct wse_stats *st, unsigned slot)
 
 /* ---- reader: everything through pread into private copies ---------------- */
 
-/* Whole tries, then the rest spaced out: a writer holds a seqlock for a few
- * stores, unless it was preempted (or killed) in between. */
+/* Back-to-back tries, then the rest 1 ms apart: a writer holds a seqlock
+ * for a few stores, unless it is preempted (or was killed) in between.
+ * About 0.1 s in all, then the reader gives up on what is still held. */
 #define READ_TRIES      100
 #define READ_SPIN_TRIES 10
 #define READ_PAUSE_NS   1000000L

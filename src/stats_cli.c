@@ -230,19 +230,23 @@ static void print_prometheus(const struct wse_stats *st, const struct view *v)
     }
 }
 
-/* Says on stderr what could not be read consistently: the output shows it too. */
-static void warn_unreadable(const struct wse_stats *st, const struct view *v)
+/*
+ * Says on stderr what could not be read consistently (the output shows it
+ * too); --watch says it once, not at every refresh.
+ */
+static void warn_unreadable(const struct wse_stats *st, const struct view *v,
+                            const struct view *prev)
 {
     for (unsigned k = 0; k < st->nslots; k++)
-        if (!v->c.slot_ok[k])
+        if (!v->c.slot_ok[k] && (!prev || prev->c.slot_ok[k]))
             fprintf(stderr, "wsechod stats: slot %u of %s stays mid-update (a writer died in "
                     "it?): shown as " UNREADABLE "\n", k, st->name);
-    if (!v->c.totals_ok)
+    if (!v->c.totals_ok && (!prev || prev->c.totals_ok))
         fprintf(stderr, "wsechod stats: the retired totals of %s stay mid-update: totals "
                 "are as read, they may be off\n", st->name);
 }
 
-static int take(struct wse_stats *st, struct view *v, const char *name)
+static int take(struct wse_stats *st, struct view *v, const struct view *prev, const char *name)
 {
     char err[512];
 
@@ -258,7 +262,7 @@ static int take(struct wse_stats *st, struct view *v, const char *name)
         fprintf(stderr, "wsechod stats: %s\n", err);
         return -1;
     }
-    warn_unreadable(st, v);
+    warn_unreadable(st, v, prev);
     return 0;
 }
 
@@ -279,7 +283,7 @@ static int watch(const char *name, double interval)
     int status;
 
     for (;;) {
-        if (take(&st, cur, name) < 0) {
+        if (take(&st, cur, prev, name) < 0) {
             status = 1;
             break;
         }
@@ -355,7 +359,7 @@ int wse_stats_cli(int argc, char *argv[])
     struct wse_stats st = {.fd = -1};
     struct view v = {0};
     int status = 1;
-    if (take(&st, &v, name) == 0) {
+    if (take(&st, &v, NULL, name) == 0) {
         if (fmt == FMT_JSON)
             print_json(&st, &v);
         else if (fmt == FMT_PROM)

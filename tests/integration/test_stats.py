@@ -299,6 +299,13 @@ def test_odd_slot_seq_shows_unreadable_and_the_master_repairs_it_on_reap():
             assert sum("unreadable" in l for l in table) == 1, table
             prom = stats(srv, "--prometheus").stdout
             assert f'worker="unreadable",slot="{victim["slot"]}"' in prom
+            # --watch goes on refreshing, and says it once.
+            w = Watch(srv)
+            w.wait_for_tables(3)
+            status, err = w.stop()
+            assert status == -signal.SIGTERM, (status, err)
+            assert sum("unreadable" in l for l in w.lines) >= 3, w.lines     # a row per table
+            assert err.count("stays mid-update") == 1, err
 
             mark = srv.mark()
             os.kill(victim["pid"], signal.SIGKILL)
@@ -352,6 +359,11 @@ class Watch:
         wse.wait_until(lambda: sum(l.startswith("total") for l in self.lines) >= n or
                        self.proc.poll() is not None, wse.scaled(10), f"{n} tables")
         assert self.proc.poll() is None, f"--watch ended: {self.proc.returncode}"
+
+    def stop(self):
+        """(status, stderr) after SIGTERM."""
+        self.proc.terminate()
+        return self.wait_end()
 
     def wait_end(self):
         """(status, stderr) once it has ended by itself."""
