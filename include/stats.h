@@ -4,11 +4,18 @@
  * The master creates one POSIX shm segment (shm_open + mmap, mode 0640): a
  * header, then one cache-line-aligned slot per worker slot.  Each worker
  * writes only its own slot (single writer: relaxed atomic stores, no locks,
- * no read-modify-write bus locking); any number of readers map it
- * read-only.  64-bit counters are naturally aligned, so a reader never sees
- * a torn value; fields that must agree (pid, generation, state) and the
- * master's fold of an exited worker into the retired totals are published
- * under sequence counters (seqlocks), and readers retry.
+ * no read-modify-write bus locking).  64-bit counters are naturally
+ * aligned and stored whole; fields that must agree (pid, generation, state)
+ * and the master's fold of an exited worker into the retired totals are
+ * published under sequence counters (seqlocks).
+ *
+ * Readers trust nothing in it: anyone with the server's uid can rewrite or
+ * truncate it under them.  They copy it with pread(2) into their own memory
+ * (a shrunk segment is a short read, not SIGBUS; the kernel copies aligned
+ * words whole, which test_stats checks against a writer at full speed), fix
+ * its sizes once at attach, and retry a seqlock a bounded number of times:
+ * a slot a writer left mid-update is reported as unreadable, never waited
+ * for.
  *
  * Counters are listed once, below, and generate the slot layout, the JSON
  * names and the Prometheus names.
@@ -23,6 +30,8 @@
 #define WSE_STATS_MAGIC   0x5753454348535431ULL   /* "WSECHST1" */
 #define WSE_STATS_VERSION 1u
 #define WSE_CACHE_LINE    64
+/* Most slots a reader accepts (the master makes 2 x WSE_MAX_WORKERS). */
+#define WSE_STATS_MAX_SLOTS 4096
 
 /*
  * X(field, Prometheus name, Prometheus labels, type, help).  Counters that
@@ -111,11 +120,27 @@ struct wse_stats_header {
 } __attribute__((aligned(WSE_CACHE_LINE)));
 
 struct wse_stats {
-    struct wse_stats_header *hdr;
+    struct wse_stats_header *hdr;   /* the creator's mapping; NULL for a reader */
     struct wse_stats_slot *slots;
-    size_t size;
+    size_t size;                /* header and nslots slots */
+    unsigned nslots;            /* fixed at create/attach, never re-read from the segment */
     char name[256];
     bool owner;                 /* created by this process: unlink at close */
+    bool reader;                /* attached: fd and image are ours */
+    int fd;                     /* reader: the segment, read with pread */
+    unsigned char *image[3];    /* reader: successive copies of the segment (size bytes) */
+};
+
+/*
+ * Reader: a private copy of the segment taken by wse_stats_snapshot.  Every
+ * array has the attach-time nslots entries.
+ */
+struct wse_stats_copy {
+    struct wse_stats_header hdr;    /* the header as read (retired: see totals_ok) */
+    struct wse_stats_slot *slots;   /* identity fields valid where slot_ok */
+    bool *slot_ok;                  /* pid/worker/generation/state read consistently */
+    bool totals_ok;                 /* retired read while no fold was under way */
+    uint64_t totals[WSE_STAT_COUNT];    /* retired + every slot */
 };
 
 /* Counter names, types and help, indexed by enum wse_stat_index. */
@@ -154,14 +179,15 @@ bool wse_stats_is_master(int fd, pid_t pid);
 int wse_stats_check_master(const char *name, pid_t pid, char *err, size_t errlen);
 
 /*
- * Maps an existing segment read-only.  It must be a regular file (opened
+ * Opens an existing segment for reading.  It must be a regular file (opened
  * without following a symlink or blocking on a FIFO), writable by its owner
  * only, owned by root, by the reader's user or by the user of the live
- * wsechod master it names.  Checks magic and layout version.
+ * wsechod master it names.  Checks magic, layout version, sizes and that the
+ * file holds its nslots slots.
  */
 int wse_stats_attach(struct wse_stats *st, const char *name, char *err, size_t errlen);
 
-/* Unmaps; the creator also unlinks the name. */
+/* Unmaps or closes; the creator also unlinks the name. */
 void wse_stats_close(struct wse_stats *st);
 
 /* Master: publishes pid, worker index, generation and state of a slot (seqlock). */
@@ -180,15 +206,20 @@ void wse_stats_slot_state(struct wse_stats_slot *s, enum wse_slot_state state);
 /* Master: after a worker exited, folds its counters into retired and zeroes the slot. */
 void wse_stats_retire(struct wse_stats *st, unsigned slot);
 
-/* Reader: a consistent copy of a slot's identity fields. */
-void wse_stats_read_slot(const struct wse_stats_slot *s, struct wse_stats_slot *out);
+/* Reader: arrays for st->nslots slots.  0, or -1 out of memory. */
+int wse_stats_copy_init(struct wse_stats_copy *c, const struct wse_stats *st);
+void wse_stats_copy_free(struct wse_stats_copy *c);
 
 /*
  * Reader: per-slot counters and the totals (retired + every slot), taken
- * under the retired seqlock so that totals never go backwards.
+ * under the retired seqlock so that totals never go backwards; identity
+ * fields under each slot's seqlock.  A seqlock still held after a bounded
+ * number of tries (about 0.1 s) is given up on: slot_ok or totals_ok is
+ * false, the values are those last read.  Returns 0, or -1 with a message
+ * in err when the segment shrank or changed its layout.
  */
-void wse_stats_snapshot(const struct wse_stats *st, struct wse_stats_slot *slots_out,
-                        uint64_t totals[WSE_STAT_COUNT]);
+int wse_stats_snapshot(struct wse_stats *st, struct wse_stats_copy *out, char *err,
+                       size_t errlen);
 
 #ifndef WSE_NO_STATS
 /* Single-writer increment: no lock prefix, readers still see whole values. */

@@ -242,7 +242,14 @@ int wse_stats_create(struct wse_stats *st, const char *name, unsigned nslots, un
                      char *err, size_t errlen)
 {
     memset(st, 0, sizeof *st);
+    st->fd = -1;
     snprintf(st->name, sizeof st->name, "%s", name);
+    if (nslots > WSE_STATS_MAX_SLOTS) {
+        snprintf(err, errlen, "stats segment %s: %u slots, readers accept at most %u", name,
+                 nslots, WSE_STATS_MAX_SLOTS);
+        return -1;
+    }
+    st->nslots = nslots;
     st->size = sizeof(struct wse_stats_header) + (size_t)nslots * sizeof(struct wse_stats_slot);
 
     int fd = open_exclusive(st->name, err, errlen);
@@ -334,6 +341,9 @@ static bool layout_mismatch(const struct wse_stats_header *h, size_t size, char 
     if (counters != WSE_STAT_COUNT)
         add_difference(out, n, "counter count %u, this reader knows %u", counters,
                        (unsigned)WSE_STAT_COUNT);
+    if (nslots > WSE_STATS_MAX_SLOTS)
+        add_difference(out, n, "%u slots, more than the %u a segment may have", nslots,
+                       WSE_STATS_MAX_SLOTS);
     if (out[0] == '\0' && size < header_size + (size_t)nslots * slot_size)
         add_difference(out, n, "%zu bytes, too small for %u slots of %u bytes", size, nslots,
                        slot_size);
@@ -367,11 +377,14 @@ static bool trusted_segment(int fd, const struct stat *sb, char *err, size_t err
     return false;
 }
 
+static int attach_fd(struct wse_stats *st, int fd, size_t file_size, char *err, size_t errlen);
+
 int wse_stats_attach(struct wse_stats *st, const char *name, char *err, size_t errlen)
 {
     struct stat sb;
 
     memset(st, 0, sizeof *st);
+    st->fd = -1;
     snprintf(st->name, sizeof st->name, "%s", name);
     int fd = open_existing(st->name, &sb);
     if (fd < 0) {
@@ -389,24 +402,7 @@ int wse_stats_attach(struct wse_stats *st, const char *name, char *err, size_t e
         close(fd);
         return -1;
     }
-    st->size = (size_t)sb.st_size;
-    void *p = mmap(NULL, st->size, PROT_READ, MAP_SHARED, fd, 0);
-    close(fd);
-    if (p == MAP_FAILED) {
-        snprintf(err, errlen, "mmap(%s) failed: %s", st->name, strerror(errno));
-        return -1;
-    }
-    st->hdr = p;
-    const struct wse_stats_header *h = st->hdr;
-    char why[256];
-    if (layout_mismatch(h, st->size, why, sizeof why)) {
-        snprintf(err, errlen, "stats segment %s has another layout: %s", st->name, why);
-        munmap(p, st->size);
-        st->hdr = NULL;
-        return -1;
-    }
-    st->slots = (struct wse_stats_slot *)((char *)p + h->header_size);
-    return 0;
+    return attach_fd(st, fd, (size_t)sb.st_size, err, errlen);
 }
 
 void wse_stats_close(struct wse_stats *st)
@@ -415,13 +411,31 @@ void wse_stats_close(struct wse_stats *st)
         munmap(st->hdr, st->size);
     if (st->owner)
         shm_unlink(st->name);
+    if (st->reader) {
+        close(st->fd);
+        for (int i = 0; i < 3; i++)
+            free(st->image[i]);
+    }
     st->hdr = NULL;
     st->slots = NULL;
+    st->reader = false;
+    st->fd = -1;
+    memset(st->image, 0, sizeof st->image);
 }
 
+/*
+ * A seqlock has one writer at a time: the master before fork and after
+ * reaping, the worker in between.  A writer killed between seq_begin and
+ * seq_end (a worker's SIGKILL) leaves the count odd, and every later
+ * begin/end pair would keep it odd: readers could never read the slot
+ * again.  So a writer starts from the next odd count, whatever the last one
+ * left; the master, which writes every slot it reaps, repairs it within a
+ * reap.  A master killed mid-fold leaves retired_seq odd in a segment that
+ * the next master replaces at start.
+ */
 static void seq_begin(uint32_t *seq)
 {
-    __atomic_store_n(seq, *seq + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(seq, (*seq + 1) | 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
@@ -451,7 +465,8 @@ void wse_stats_slot_state(struct wse_stats_slot *s, enum wse_slot_state state)
 
 int wse_stats_free_slot(const struct wse_stats *st)
 {
-    for (unsigned i = 0; i < st->hdr->nslots; i++)
+    /* Our own nslots: the segment's could have been rewritten. */
+    for (unsigned i = 0; i < st->nslots; i++)
         if (st->slots[i].state == WSE_SLOT_EMPTY)
             return (int)i;
     return -1;
@@ -465,8 +480,10 @@ void wse_stats_heartbeat(struct wse_stats_slot *s)
 void wse_stats_retire(struct wse_stats *st, unsigned slot)
 {
     struct wse_stats_header *h = st->hdr;
-    struct wse_stats_slot *s = &st->slots[slot];
 
+    if (slot >= st->nslots)
+        return;
+    struct wse_stats_slot *s = &st->slots[slot];
     seq_begin(&h->retired_seq);
     for (int i = 0; i < WSE_STAT_COUNT; i++) {
         uint64_t v = __atomic_load_n(&s->c[i], __ATOMIC_RELAXED);
@@ -477,42 +494,199 @@ void wse_stats_retire(struct wse_stats *st, unsigned slot)
     seq_end(&h->retired_seq);
 }
 
-void wse_stats_read_slot(const struct wse_stats_slot *s, struct wse_stats_slot *out)
-{
-    uint32_t s1, s2;
+/* ---- reader: everything through pread into private copies ---------------- */
 
-    do {
-        s1 = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
-        out->pid = __atomic_load_n(&s->pid, __ATOMIC_RELAXED);
-        out->worker = __atomic_load_n(&s->worker, __ATOMIC_RELAXED);
-        out->generation = __atomic_load_n(&s->generation, __ATOMIC_RELAXED);
-        out->state = __atomic_load_n(&s->state, __ATOMIC_RELAXED);
-        out->heartbeat_ms = __atomic_load_n(&s->heartbeat_ms, __ATOMIC_RELAXED);
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        s2 = __atomic_load_n(&s->seq, __ATOMIC_RELAXED);
-    } while ((s1 & 1) || s1 != s2);
-    out->seq = s1;
+/* Back-to-back tries, then the rest 1 ms apart: a writer holds a seqlock
+ * for a few stores, unless it is preempted (or was killed) in between.
+ * About 0.1 s in all, then the reader gives up on what is still held. */
+#define READ_TRIES      100
+#define READ_SPIN_TRIES 10
+#define READ_PAUSE_NS   1000000L
+
+/*
+ * Reads size bytes at offset 0.  A shrunk segment is a short read here,
+ * where a mapping would have raised SIGBUS.
+ */
+static int read_image(const struct wse_stats *st, void *buf, char *err, size_t errlen)
+{
+    size_t done = 0;
+
+    while (done < st->size) {
+        ssize_t n = pread(st->fd, (char *)buf + done, st->size - done, (off_t)done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            snprintf(err, errlen, "reading stats segment %s: %s", st->name, strerror(errno));
+            return -1;
+        }
+        if (n == 0) {
+            snprintf(err, errlen, "stats segment %s shrank under the reader (%zu of %zu bytes "
+                     "left): the server is gone or something rewrote it", st->name, done,
+                     st->size);
+            return -1;
+        }
+        done += (size_t)n;
+    }
+    /* Each copy is complete before the next one begins (seqlock order). */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return 0;
 }
 
-void wse_stats_snapshot(const struct wse_stats *st, struct wse_stats_slot *slots_out,
-                        uint64_t totals[WSE_STAT_COUNT])
+/* The layout this reader knows, with the nslots it attached with (0: any). */
+static bool layout_ok(const struct wse_stats_header *h, unsigned nslots)
 {
-    const struct wse_stats_header *h = st->hdr;
-    uint32_t s1, s2;
+    return h->magic == WSE_STATS_MAGIC && h->version == WSE_STATS_VERSION &&
+           h->header_size == sizeof(struct wse_stats_header) &&
+           h->slot_size == sizeof(struct wse_stats_slot) && h->counter_count == WSE_STAT_COUNT &&
+           h->nslots <= WSE_STATS_MAX_SLOTS && (!nslots || h->nslots == nslots);
+}
 
-    do {
-        s1 = __atomic_load_n(&h->retired_seq, __ATOMIC_ACQUIRE);
-        for (int i = 0; i < WSE_STAT_COUNT; i++)
-            totals[i] = __atomic_load_n(&h->retired[i], __ATOMIC_RELAXED);
-        for (unsigned k = 0; k < h->nslots; k++) {
-            wse_stats_read_slot(&st->slots[k], &slots_out[k]);
-            for (int i = 0; i < WSE_STAT_COUNT; i++) {
-                uint64_t v = __atomic_load_n(&st->slots[k].c[i], __ATOMIC_RELAXED);
-                slots_out[k].c[i] = v;
-                totals[i] += v;
-            }
+static int attach_fd(struct wse_stats *st, int fd, size_t file_size, char *err, size_t errlen)
+{
+    struct wse_stats_header h;
+
+    st->fd = fd;
+    st->reader = true;
+    st->size = sizeof h;
+    if (read_image(st, &h, err, errlen) < 0)
+        goto fail;
+    char why[256];
+    if (layout_mismatch(&h, file_size, why, sizeof why) || !layout_ok(&h, 0)) {
+        snprintf(err, errlen, "stats segment %s has another layout: %s", st->name,
+                 why[0] ? why : "unknown difference");
+        goto fail;
+    }
+    /* Sizes are fixed now: a writer changing nslots later cannot move them. */
+    st->nslots = h.nslots;
+    st->size = sizeof h + (size_t)h.nslots * sizeof(struct wse_stats_slot);
+    if (file_size < st->size) {
+        snprintf(err, errlen, "stats segment %s is %zu bytes, too small for its %u slots",
+                 st->name, file_size, st->nslots);
+        goto fail;
+    }
+    for (int i = 0; i < 3; i++) {
+        /* Slots are cache-line aligned types: so are their copies. */
+        st->image[i] = aligned_alloc(WSE_CACHE_LINE, st->size);
+        if (!st->image[i]) {
+            snprintf(err, errlen, "stats segment %s: out of memory", st->name);
+            goto fail;
         }
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        s2 = __atomic_load_n(&h->retired_seq, __ATOMIC_RELAXED);
-    } while ((s1 & 1) || s1 != s2);
+    }
+    return 0;
+fail:
+    wse_stats_close(st);
+    return -1;
+}
+
+int wse_stats_copy_init(struct wse_stats_copy *c, const struct wse_stats *st)
+{
+    memset(c, 0, sizeof *c);
+    c->slots = calloc(st->nslots ? st->nslots : 1, sizeof *c->slots);
+    c->slot_ok = calloc(st->nslots ? st->nslots : 1, sizeof *c->slot_ok);
+    if (!c->slots || !c->slot_ok) {
+        wse_stats_copy_free(c);
+        return -1;
+    }
+    return 0;
+}
+
+void wse_stats_copy_free(struct wse_stats_copy *c)
+{
+    free(c->slots);
+    free(c->slot_ok);
+    c->slots = NULL;
+    c->slot_ok = NULL;
+}
+
+static const struct wse_stats_slot *image_slot(const unsigned char *image, unsigned k)
+{
+    return (const struct wse_stats_slot *)(image + sizeof(struct wse_stats_header)) + k;
+}
+
+/* A seqlock read is good if the counter was even before and unchanged after. */
+static bool stable(uint32_t before, uint32_t after)
+{
+    return !(before & 1) && before == after;
+}
+
+static void copy_identity(struct wse_stats_slot *out, const struct wse_stats_slot *s)
+{
+    out->seq = s->seq;
+    out->state = s->state;
+    out->pid = s->pid;
+    out->worker = s->worker;
+    out->generation = s->generation;
+    out->heartbeat_ms = s->heartbeat_ms;
+}
+
+/* Header, retired, per-slot counters and totals, all from one copy. */
+static void copy_counters(const struct wse_stats *st, struct wse_stats_copy *out,
+                          const unsigned char *image)
+{
+    memcpy(&out->hdr, image, sizeof out->hdr);
+    memcpy(out->totals, out->hdr.retired, sizeof out->totals);
+    for (unsigned k = 0; k < st->nslots; k++) {
+        const struct wse_stats_slot *s = image_slot(image, k);
+        for (int i = 0; i < WSE_STAT_COUNT; i++) {
+            out->slots[k].c[i] = s->c[i];
+            out->totals[i] += s->c[i];
+        }
+    }
+}
+
+/*
+ * Successive copies before, data, after: data is consistent where a
+ * seqlock is stable from before to after.  Copies rotate, so each further
+ * try costs one read.
+ */
+int wse_stats_snapshot(struct wse_stats *st, struct wse_stats_copy *out, char *err,
+                       size_t errlen)
+{
+    unsigned pending = st->nslots + 1;      /* slots and the totals still to read */
+
+    out->totals_ok = false;
+    memset(out->slot_ok, 0, st->nslots * sizeof *out->slot_ok);
+    for (int i = 0; i < 2; i++)
+        if (read_image(st, st->image[i], err, errlen) < 0)
+            return -1;
+    const unsigned char *last = st->image[1];
+    for (unsigned t = 0;; t++) {
+        const unsigned char *before = st->image[t % 3], *data = st->image[(t + 1) % 3];
+        const unsigned char *after = st->image[(t + 2) % 3];
+        if (read_image(st, st->image[(t + 2) % 3], err, errlen) < 0)
+            return -1;
+        last = data;
+        const struct wse_stats_header *hb = (const void *)before, *ha = (const void *)after;
+        if (!layout_ok((const void *)data, st->nslots)) {
+            snprintf(err, errlen, "stats segment %s changed its layout under the reader "
+                     "(%u slots at attach, %u now): something rewrote it", st->name,
+                     st->nslots, ((const struct wse_stats_header *)(const void *)data)->nslots);
+            return -1;
+        }
+        for (unsigned k = 0; k < st->nslots; k++) {
+            if (out->slot_ok[k] || !stable(image_slot(before, k)->seq, image_slot(after, k)->seq))
+                continue;
+            copy_identity(&out->slots[k], image_slot(data, k));
+            out->slot_ok[k] = true;
+            pending--;
+        }
+        if (!out->totals_ok && stable(hb->retired_seq, ha->retired_seq)) {
+            copy_counters(st, out, data);
+            out->totals_ok = true;
+            pending--;
+        }
+        if (!pending)
+            return 0;
+        if (t + 1 >= READ_TRIES)
+            break;
+        if (t >= READ_SPIN_TRIES)
+            nanosleep(&(struct timespec){0, READ_PAUSE_NS}, NULL);
+    }
+    /* Given up: what was read last, marked as such. */
+    for (unsigned k = 0; k < st->nslots; k++)
+        if (!out->slot_ok[k])
+            copy_identity(&out->slots[k], image_slot(last, k));
+    if (!out->totals_ok)
+        copy_counters(st, out, last);
+    return 0;
 }

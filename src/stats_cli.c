@@ -17,11 +17,13 @@
 
 enum format { FMT_TABLE, FMT_JSON, FMT_PROM };
 
+/* One sample: a private copy, nothing in it points into the segment. */
 struct view {
-    struct wse_stats st;
-    struct wse_stats_slot *slots;
-    uint64_t totals[WSE_STAT_COUNT];
+    struct wse_stats_copy c;
 };
+
+/* What a slot's identity fields read as, when a writer left them mid-update. */
+#define UNREADABLE "unreadable"
 
 static const char *const state_names[] = {
     [WSE_SLOT_EMPTY] = "empty", [WSE_SLOT_STARTING] = "starting",
@@ -110,35 +112,40 @@ static void rates(const uint64_t *now, const uint64_t *before, double dt, double
     out[1] = b1 >= b0 && dt > 0 ? (double)(b1 - b0) / dt : 0;
 }
 
-static void print_table(const struct view *v, const struct view *prev, double dt)
+static void print_table(const struct wse_stats *st, const struct view *v,
+                        const struct view *prev, double dt)
 {
-    const struct wse_stats_header *h = v->st.hdr;
+    const struct wse_stats_header *h = &v->c.hdr;
     time_t started = (time_t)(h->start_time_ms / 1000);
     long up = (long)(time(NULL) - started);
     double rate[2];
 
     printf("wsechod stats %s: master pid %d, up %ldh%02ldm%02lds, generation %u, %u workers\n",
-           v->st.name, h->master_pid, up / 3600, up / 60 % 60, up % 60, h->generation, h->workers);
+           st->name, h->master_pid, up / 3600, up / 60 % 60, up % 60, h->generation, h->workers);
     printf("%-7s %-8s %-4s %-9s %8s %9s %9s %9s %9s %9s %7s%s\n", "worker", "pid", "gen", "state",
            "open", "accepted", "msgs in", "msgs out", "bytes in", "bytes out", "errors",
            prev ? "    msgs/s   bytes/s" : "");
-    for (unsigned k = 0; k < h->nslots; k++) {
-        const struct wse_stats_slot *s = &v->slots[k];
-        if (s->state == WSE_SLOT_EMPTY)
+    for (unsigned k = 0; k < st->nslots; k++) {
+        const struct wse_stats_slot *s = &v->c.slots[k];
+        bool ok = v->c.slot_ok[k];
+        if (ok && s->state == WSE_SLOT_EMPTY)
             continue;
-        char who[16], pid[16], gen[16];
-        snprintf(who, sizeof who, "%d", s->worker);
-        snprintf(pid, sizeof pid, "%d", s->pid);
-        snprintf(gen, sizeof gen, "%u", s->generation);
+        char who[16] = "?", pid[16] = "?", gen[16] = "?";
+        if (ok) {
+            snprintf(who, sizeof who, "%d", s->worker);
+            snprintf(pid, sizeof pid, "%d", s->pid);
+            snprintf(gen, sizeof gen, "%u", s->generation);
+        }
         /* A slot reused by another process since the last sample has no rate. */
-        bool same = prev && prev->slots[k].pid == s->pid;
+        bool same = prev && ok && prev->c.slot_ok[k] && prev->c.slots[k].pid == s->pid;
         if (same)
-            rates(s->c, prev->slots[k].c, dt, rate);
-        table_row(who, pid, gen, state_name(s->state), s->c, same ? rate : (prev ? (double[2]){0, 0} : NULL));
+            rates(s->c, prev->c.slots[k].c, dt, rate);
+        table_row(who, pid, gen, ok ? state_name(s->state) : UNREADABLE, s->c,
+                  same ? rate : (prev ? (double[2]){0, 0} : NULL));
     }
     if (prev)
-        rates(v->totals, prev->totals, dt, rate);
-    table_row("total", "", "", "", v->totals, prev ? rate : NULL);
+        rates(v->c.totals, prev->c.totals, dt, rate);
+    table_row("total", "", "", "", v->c.totals, prev ? rate : NULL);
 }
 
 static void json_counters(const uint64_t *c)
@@ -149,24 +156,30 @@ static void json_counters(const uint64_t *c)
     putchar('}');
 }
 
-static void print_json(const struct view *v)
+static void print_json(const struct wse_stats *st, const struct view *v)
 {
-    const struct wse_stats_header *h = v->st.hdr;
+    const struct wse_stats_header *h = &v->c.hdr;
     bool first = true;
 
     printf("{\"name\": \"%s\", \"header\": {\"version\": %u, \"master_pid\": %d, "
            "\"start_time_ms\": %llu, \"generation\": %u, \"workers\": %u, \"slots\": %u}, "
            "\"workers\": [",
-           v->st.name, h->version, h->master_pid, (unsigned long long)h->start_time_ms,
-           h->generation, h->workers, h->nslots);
-    for (unsigned k = 0; k < h->nslots; k++) {
-        const struct wse_stats_slot *s = &v->slots[k];
-        if (s->state == WSE_SLOT_EMPTY)
+           st->name, h->version, h->master_pid, (unsigned long long)h->start_time_ms,
+           h->generation, h->workers, st->nslots);
+    for (unsigned k = 0; k < st->nslots; k++) {
+        const struct wse_stats_slot *s = &v->c.slots[k];
+        bool ok = v->c.slot_ok[k];
+        if (ok && s->state == WSE_SLOT_EMPTY)
             continue;
-        printf("%s{\"slot\": %u, \"worker\": %d, \"pid\": %d, \"generation\": %u, "
-               "\"state\": \"%s\", \"heartbeat_ms\": %llu, \"counters\": ",
-               first ? "" : ", ", k, s->worker, s->pid, s->generation, state_name(s->state),
-               (unsigned long long)s->heartbeat_ms);
+        printf("%s{\"slot\": %u, ", first ? "" : ", ", k);
+        if (ok)
+            printf("\"worker\": %d, \"pid\": %d, \"generation\": %u, \"state\": \"%s\", "
+                   "\"heartbeat_ms\": %llu, ", s->worker, s->pid, s->generation,
+                   state_name(s->state), (unsigned long long)s->heartbeat_ms);
+        else
+            printf("\"worker\": null, \"pid\": null, \"generation\": null, "
+                   "\"state\": \"" UNREADABLE "\", \"heartbeat_ms\": null, ");
+        printf("\"counters\": ");
         json_counters(s->c);
         putchar('}');
         first = false;
@@ -174,8 +187,8 @@ static void print_json(const struct view *v)
     printf("], \"retired\": ");
     json_counters(h->retired);
     printf(", \"totals\": ");
-    json_counters(v->totals);
-    printf("}\n");
+    json_counters(v->c.totals);
+    printf(", \"totals_consistent\": %s}\n", v->c.totals_ok ? "true" : "false");
 }
 
 static void prom_sample(int i, const char *labels, uint64_t value)
@@ -191,43 +204,65 @@ static void prom_sample(int i, const char *labels, uint64_t value)
  * plus worker="retired" for exited processes, so that sum() is the total and
  * never goes backwards.
  */
-static void print_prometheus(const struct view *v)
+static void print_prometheus(const struct wse_stats *st, const struct view *v)
 {
-    const struct wse_stats_header *h = v->st.hdr;
-
     for (int i = 0; i < WSE_STAT_COUNT; i++) {
         if (i == 0 || strcmp(wse_stat_prom[i], wse_stat_prom[i - 1]) != 0) {
             printf("# HELP %s %s\n", wse_stat_prom[i], wse_stat_help[i]);
             printf("# TYPE %s %s\n", wse_stat_prom[i], wse_stat_is_gauge[i] ? "gauge" : "counter");
         }
-        for (unsigned k = 0; k < h->nslots; k++) {
-            const struct wse_stats_slot *s = &v->slots[k];
+        for (unsigned k = 0; k < st->nslots; k++) {
+            const struct wse_stats_slot *s = &v->c.slots[k];
             char labels[64];
-            if (s->state == WSE_SLOT_EMPTY)
+            bool ok = v->c.slot_ok[k];
+            if (ok && s->state == WSE_SLOT_EMPTY)
                 continue;
-            snprintf(labels, sizeof labels, "worker=\"%d\",generation=\"%u\"", s->worker,
-                     s->generation);
+            /* Counters of an unreadable slot still count: sum() stays the total. */
+            if (ok)
+                snprintf(labels, sizeof labels, "worker=\"%d\",generation=\"%u\"", s->worker,
+                         s->generation);
+            else
+                snprintf(labels, sizeof labels, "worker=\"" UNREADABLE "\",slot=\"%u\"", k);
             prom_sample(i, labels, s->c[i]);
         }
         if (!wse_stat_is_gauge[i])
-            prom_sample(i, "worker=\"retired\"", v->st.hdr->retired[i]);
+            prom_sample(i, "worker=\"retired\"", v->c.hdr.retired[i]);
     }
 }
 
-static int take(struct view *v, const char *name)
+/*
+ * Says on stderr what could not be read consistently (the output shows it
+ * too); --watch says it once, not at every refresh.
+ */
+static void warn_unreadable(const struct wse_stats *st, const struct view *v,
+                            const struct view *prev)
+{
+    for (unsigned k = 0; k < st->nslots; k++)
+        if (!v->c.slot_ok[k] && (!prev || prev->c.slot_ok[k]))
+            fprintf(stderr, "wsechod stats: slot %u of %s stays mid-update (a writer died in "
+                    "it?): shown as " UNREADABLE "\n", k, st->name);
+    if (!v->c.totals_ok && (!prev || prev->c.totals_ok))
+        fprintf(stderr, "wsechod stats: the retired totals of %s stay mid-update: totals "
+                "are as read, they may be off\n", st->name);
+}
+
+static int take(struct wse_stats *st, struct view *v, const struct view *prev, const char *name)
 {
     char err[512];
 
-    if (!v->st.hdr) {
-        if (wse_stats_attach(&v->st, name, err, sizeof err) < 0) {
-            fprintf(stderr, "wsechod stats: %s\n", err);
-            return -1;
-        }
-        v->slots = calloc(v->st.hdr->nslots, sizeof *v->slots);
-        if (!v->slots)
-            return -1;
+    if (!st->reader && wse_stats_attach(st, name, err, sizeof err) < 0) {
+        fprintf(stderr, "wsechod stats: %s\n", err);
+        return -1;
     }
-    wse_stats_snapshot(&v->st, v->slots, v->totals);
+    if (!v->c.slots && wse_stats_copy_init(&v->c, st) < 0) {
+        fprintf(stderr, "wsechod stats: out of memory\n");
+        return -1;
+    }
+    if (wse_stats_snapshot(st, &v->c, err, sizeof err) < 0) {
+        fprintf(stderr, "wsechod stats: %s\n", err);
+        return -1;
+    }
+    warn_unreadable(st, v, prev);
     return 0;
 }
 
@@ -241,27 +276,27 @@ static double mono(void)
 /* Refreshes in place like top(1) until interrupted or the server goes away. */
 static int watch(const char *name, double interval)
 {
+    struct wse_stats st = {.fd = -1};
     struct view a = {0}, b = {0};
     struct view *cur = &a, *prev = NULL;
     double t_prev = 0;
+    int status;
 
     for (;;) {
-        if (take(cur, name) < 0)
-            return 1;
+        if (take(&st, cur, prev, name) < 0) {
+            status = 1;
+            break;
+        }
         double t = mono();
         printf("\033[H\033[2J");
-        print_table(cur, prev, t - t_prev);
+        print_table(&st, cur, prev, t - t_prev);
         fflush(stdout);
         /* The segment outlives nothing: a stopped master unlinks it. */
-        if (kill(cur->st.hdr->master_pid, 0) < 0 && errno == ESRCH) {
-            printf("master %d is gone\n", cur->st.hdr->master_pid);
-            return 0;
-        }
-        if (!prev) {
-            b.st = a.st;
-            b.slots = calloc(a.st.hdr->nslots, sizeof *b.slots);
-            if (!b.slots)
-                return 1;
+        pid_t master = cur->c.hdr.master_pid;
+        if (master <= 0 || (kill(master, 0) < 0 && errno == ESRCH)) {
+            printf("master %d is gone\n", (int)master);
+            status = 0;
+            break;
         }
         prev = cur;
         cur = cur == &a ? &b : &a;
@@ -269,6 +304,10 @@ static int watch(const char *name, double interval)
         struct timespec ts = {(time_t)interval, (long)((interval - (double)(time_t)interval) * 1e9)};
         nanosleep(&ts, NULL);
     }
+    wse_stats_copy_free(&a.c);
+    wse_stats_copy_free(&b.c);
+    wse_stats_close(&st);
+    return status;
 }
 
 int wse_stats_cli(int argc, char *argv[])
@@ -317,16 +356,19 @@ int wse_stats_cli(int argc, char *argv[])
         return watch(name, interval);
     }
 
+    struct wse_stats st = {.fd = -1};
     struct view v = {0};
-    if (take(&v, name) < 0)
-        return 1;
-    if (fmt == FMT_JSON)
-        print_json(&v);
-    else if (fmt == FMT_PROM)
-        print_prometheus(&v);
-    else
-        print_table(&v, NULL, 0);
-    free(v.slots);
-    wse_stats_close(&v.st);
-    return 0;
+    int status = 1;
+    if (take(&st, &v, NULL, name) == 0) {
+        if (fmt == FMT_JSON)
+            print_json(&st, &v);
+        else if (fmt == FMT_PROM)
+            print_prometheus(&st, &v);
+        else
+            print_table(&st, &v, NULL, 0);
+        status = 0;
+    }
+    wse_stats_copy_free(&v.c);
+    wse_stats_close(&st);
+    return status;
 }

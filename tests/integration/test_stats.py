@@ -1,7 +1,9 @@
 """The shared-memory stats segment and `wsechod stats` (issue: stats)."""
 import json
+import mmap
 import os
 import signal
+import struct
 import subprocess
 import threading
 
@@ -235,3 +237,181 @@ def test_live_segment_of_another_master_refuses_start():
         assert any(f"belongs to wsechod pid {srv.pid}" in l for l in other.lines), other.output()
         # The first server's segment is untouched.
         assert stats_json(srv)["header"]["master_pid"] == srv.pid
+
+
+# ---- a reader against a segment rewritten under it ---------------------------
+#
+# The segment is writable by the server's user (and root, which the tests run
+# as): it can be rewritten or truncated under a reader, and a worker killed
+# in the middle of a seqlocked update leaves it half-written.  A reader must
+# neither crash nor hang, and must say what it could not read.
+
+class Segment:
+    """A live server's /dev/shm segment, mapped read-write like a writer would."""
+
+    def __init__(self, srv):
+        self.path = f"/dev/shm/wsechod.{srv.port}"
+        self.file = open(self.path, "r+b")
+        self.map = mmap.mmap(self.file.fileno(), 0)
+        # header: magic u64, version, header_size, slot_size, counter_count, nslots (u32)
+        self.header_size, self.slot_size, _, self.nslots = struct.unpack_from("<4I", self.map, 12)
+
+    NSLOTS, RETIRED_SEQ = 24, 48        # offsets in the header
+
+    def u32(self, off):
+        return struct.unpack_from("<I", self.map, off)[0]
+
+    def set_u32(self, off, value):
+        struct.pack_into("<I", self.map, off, value)
+
+    def slot_seq(self, k):
+        return self.header_size + k * self.slot_size      # seq is a slot's first field
+
+    def close(self):
+        self.map.close()
+        self.file.close()
+
+
+def sanitizer_free(p):
+    assert "Sanitizer" not in p.stderr and "runtime error" not in p.stderr, p.stderr
+
+
+def test_odd_slot_seq_shows_unreadable_and_the_master_repairs_it_on_reap():
+    """A worker killed between seq_begin and seq_end leaves its seq odd: the
+    reader used to spin on it forever, and the master's later writes kept it
+    odd (begin and end each add one)."""
+    with Server(worker_deaths_ok=True) as srv:
+        victim = stats_json(srv)["workers"][0]
+        seg = Segment(srv)
+        try:
+            off = seg.slot_seq(victim["slot"])
+            seg.set_u32(off, seg.u32(off) | 1)
+            p = stats(srv, "--json")        # its timeout fails the test if it spins
+            sanitizer_free(p)
+            s = json.loads(p.stdout)
+            row = [w for w in s["workers"] if w["slot"] == victim["slot"]]
+            assert len(row) == 1 and row[0]["state"] == "unreadable" and row[0]["pid"] is None, row
+            assert s["totals_consistent"] is True
+            assert f"slot {victim['slot']} of /wsechod.{srv.port} stays mid-update" in p.stderr
+            others = [w for w in s["workers"] if w["slot"] != victim["slot"]]
+            assert [w["state"] for w in others] == ["running"]
+            table = stats(srv).stdout.splitlines()
+            assert sum("unreadable" in l for l in table) == 1, table
+            prom = stats(srv, "--prometheus").stdout
+            assert f'worker="unreadable",slot="{victim["slot"]}"' in prom
+            # --watch goes on refreshing, and says it once.
+            w = Watch(srv)
+            w.wait_for_tables(3)
+            status, err = w.stop()
+            assert status == -signal.SIGTERM, (status, err)
+            assert sum("unreadable" in l for l in w.lines) >= 3, w.lines     # a row per table
+            assert err.count("stays mid-update") == 1, err
+
+            mark = srv.mark()
+            os.kill(victim["pid"], signal.SIGKILL)
+            srv.wait_for_line(rf"worker {victim['worker']} \(pid {victim['pid']}\) killed by signal 9",
+                              5, start=mark)
+            after = settled(srv, lambda s: len(s["workers"]) == 2 and
+                            all(w["state"] == "running" for w in s["workers"]) and
+                            victim["pid"] not in [w["pid"] for w in s["workers"]],
+                            "the slot repaired and respawned")
+            assert seg.u32(off) % 2 == 0
+            assert after["totals_consistent"] is True
+        finally:
+            seg.close()
+
+
+def test_odd_retired_seq_shows_inconsistent_totals_and_the_master_repairs_it():
+    with Server(worker_deaths_ok=True) as srv:
+        victim = stats_json(srv)["workers"][0]
+        seg = Segment(srv)
+        try:
+            seg.set_u32(Segment.RETIRED_SEQ, seg.u32(Segment.RETIRED_SEQ) | 1)
+            p = stats(srv, "--json")
+            sanitizer_free(p)
+            s = json.loads(p.stdout)
+            assert s["totals_consistent"] is False
+            assert {w["state"] for w in s["workers"]} == {"running"}
+            assert "retired totals of" in p.stderr and "stay mid-update" in p.stderr
+            # The master's next fold (a reaped worker) starts from an even count again.
+            mark = srv.mark()
+            os.kill(victim["pid"], signal.SIGKILL)
+            srv.wait_for_line(rf"worker {victim['worker']} \(pid {victim['pid']}\) killed by signal 9",
+                              5, start=mark)
+            settled(srv, lambda s: s["totals_consistent"], "the retired totals readable again")
+            assert seg.u32(Segment.RETIRED_SEQ) % 2 == 0
+        finally:
+            seg.close()
+
+
+class Watch:
+    """`wsechod stats --watch 0.1` with its output collected line by line."""
+
+    def __init__(self, srv):
+        self.proc = subprocess.Popen([wse.binary(), "stats", "--stats-name", f"wsechod.{srv.port}",
+                                      "--watch", "0.1"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self.reader.start()
+
+    def wait_for_tables(self, n):
+        wse.wait_until(lambda: sum(l.startswith("total") for l in self.lines) >= n or
+                       self.proc.poll() is not None, wse.scaled(10), f"{n} tables")
+        assert self.proc.poll() is None, f"--watch ended: {self.proc.returncode}"
+
+    def stop(self):
+        """(status, stderr) after SIGTERM."""
+        self.proc.terminate()
+        return self.wait_end()
+
+    def wait_end(self):
+        """(status, stderr) once it has ended by itself."""
+        try:
+            status = self.proc.wait(wse.scaled(10))     # it writes little to stderr
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        self.reader.join(wse.scaled(5))
+        return status, self.proc.stderr.read()
+
+
+def test_watch_ends_with_a_message_when_the_segment_shrinks():
+    """It used to die of SIGBUS touching its mapping past the new end."""
+    with Server() as srv:
+        w = Watch(srv)
+        w.wait_for_tables(2)
+        # The server's own slots are in the first pages: it goes on serving.
+        os.truncate(f"/dev/shm/wsechod.{srv.port}", 65536)
+        status, err = w.wait_end()
+        assert status == 1, f"--watch exit status {status} (-{int(signal.SIGBUS)} is SIGBUS): {err}"
+        assert f"stats segment /wsechod.{srv.port} shrank under the reader" in err, err
+        assert "Sanitizer" not in err, err
+        with RawWS(srv.port) as ws:
+            ws.send_text("still here")
+            assert ws.recv_message() == (OP_TEXT, b"still here")
+        p = stats(srv, check=False)
+        assert p.returncode == 1 and "too small for its" in p.stderr, p.stderr
+
+
+def test_raised_nslots_is_refused_not_an_overflow():
+    """It used to read the new count into arrays sized by the old one."""
+    with Server() as srv:
+        seg = Segment(srv)
+        try:
+            w = Watch(srv)
+            w.wait_for_tables(2)
+            seg.set_u32(Segment.NSLOTS, seg.nslots + 100)
+            status, err = w.wait_end()
+            assert status == 1, f"--watch exit status {status}: {err}"
+            assert "changed its layout under the reader" in err, err
+            assert "Sanitizer" not in err, err
+            p = stats(srv, "--json", check=False)
+            assert p.returncode == 1 and f"too small for its {seg.nslots + 100} slots" in p.stderr, p.stderr
+            sanitizer_free(p)
+            # Put back, it reads again.
+            seg.set_u32(Segment.NSLOTS, seg.nslots)
+            assert stats_json(srv)["header"]["slots"] == seg.nslots
+        finally:
+            seg.close()

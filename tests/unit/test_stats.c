@@ -69,12 +69,16 @@ START_TEST(create_attach_close)
     wse_stat_add(&w.slots[0], WSE_STAT_msgs_in_text, 5);
 
     ck_assert_int_eq(wse_stats_attach(&r, name, err, sizeof err), 0);
-    struct wse_stats_slot snap[8];
-    uint64_t totals[WSE_STAT_COUNT];
-    wse_stats_snapshot(&r, snap, totals);
-    ck_assert_int_eq(snap[0].pid, 1234);
-    ck_assert_int_eq(snap[0].state, WSE_SLOT_RUNNING);
-    ck_assert_uint_eq(totals[WSE_STAT_msgs_in_text], 5);
+    ck_assert_uint_eq(r.nslots, 8);
+    struct wse_stats_copy snap;
+    ck_assert_int_eq(wse_stats_copy_init(&snap, &r), 0);
+    ck_assert_int_eq(wse_stats_snapshot(&r, &snap, err, sizeof err), 0);
+    ck_assert(snap.slot_ok[0] && snap.totals_ok);
+    ck_assert_int_eq(snap.slots[0].pid, 1234);
+    ck_assert_int_eq(snap.slots[0].state, WSE_SLOT_RUNNING);
+    ck_assert_uint_eq(snap.totals[WSE_STAT_msgs_in_text], 5);
+    ck_assert_int_eq(snap.hdr.master_pid, getpid());
+    wse_stats_copy_free(&snap);
     wse_stats_close(&r);
 
     /* A process merely named wsechod (here a shell whose argv says so) is
@@ -231,22 +235,26 @@ START_TEST(reader_sees_no_torn_or_backward_values)
     }
     struct wse_stats r;
     ck_assert_int_eq(wse_stats_attach(&r, name, err, sizeof err), 0);
-    uint64_t prev[WSE_STAT_COUNT] = {0}, totals[WSE_STAT_COUNT];
-    struct wse_stats_slot snap[2];
+    uint64_t prev[WSE_STAT_COUNT] = {0};
+    struct wse_stats_copy snap;
+    ck_assert_int_eq(wse_stats_copy_init(&snap, &r), 0);
     unsigned long reads = 0;
     int status;
     while (waitpid(writer, &status, WNOHANG) == 0) {
-        wse_stats_snapshot(&r, snap, totals);
+        ck_assert_int_eq(wse_stats_snapshot(&r, &snap, err, sizeof err), 0);
+        ck_assert(snap.totals_ok && snap.slot_ok[0]);
         for (int i = 0; i < WSE_STAT_COUNT; i++) {
-            ck_assert_uint_eq(totals[i] >> 32, totals[i] & 0xFFFFFFFFu);
-            ck_assert_uint_ge(totals[i], prev[i]);
-            prev[i] = totals[i];
+            uint64_t t = snap.totals[i];
+            ck_assert_uint_eq(t >> 32, t & 0xFFFFFFFFu);
+            ck_assert_uint_ge(t, prev[i]);
+            prev[i] = t;
         }
         reads++;
     }
     ck_assert(WIFEXITED(status));
     ck_assert_uint_gt(prev[0], 0);
     ck_assert_uint_gt(reads, 100);
+    wse_stats_copy_free(&snap);
     wse_stats_close(&r);
     wse_stats_close(&w);
 }
@@ -263,16 +271,19 @@ START_TEST(totals_never_go_back_across_folds)
     pid_t reader = fork();
     if (reader == 0) {
         struct wse_stats r;
-        struct wse_stats_slot snap[2];
-        uint64_t totals[WSE_STAT_COUNT], prev = 0;
-        if (wse_stats_attach(&r, name, err, sizeof err) < 0)
+        struct wse_stats_copy snap;
+        uint64_t prev = 0;
+        if (wse_stats_attach(&r, name, err, sizeof err) < 0 || wse_stats_copy_init(&snap, &r) < 0)
             _exit(2);
         double end = now() + 0.3;
         while (now() < end) {
-            wse_stats_snapshot(&r, snap, totals);
-            if (totals[WSE_STAT_msgs_in_binary] < prev)
+            if (wse_stats_snapshot(&r, &snap, err, sizeof err) < 0)
+                _exit(4);
+            if (!snap.totals_ok)
+                continue;
+            if (snap.totals[WSE_STAT_msgs_in_binary] < prev)
                 _exit(1);
-            prev = totals[WSE_STAT_msgs_in_binary];
+            prev = snap.totals[WSE_STAT_msgs_in_binary];
         }
         _exit(prev > 0 ? 0 : 3);
     }
@@ -311,6 +322,159 @@ START_TEST(gauges_are_not_folded)
 }
 END_TEST
 
+/* ---- a reader against a segment rewritten under it ------------------------ */
+
+/* A writer and an attached reader of a segment of nslots slots. */
+static void writer_and_reader(struct wse_stats *w, struct wse_stats *r, struct wse_stats_copy *c,
+                              unsigned nslots)
+{
+    char err[256];
+
+    make_name();
+    ck_assert_int_eq(wse_stats_create(w, name, nslots, 1, err, sizeof err), 0);
+    wse_stats_slot_set(&w->slots[0], 1234, 0, 1, WSE_SLOT_RUNNING);
+    wse_stat_add(&w->slots[0], WSE_STAT_conn_accepted, 7);
+    ck_assert_int_eq(wse_stats_attach(r, name, err, sizeof err), 0);
+    ck_assert_int_eq(wse_stats_copy_init(c, r), 0);
+    ck_assert_int_eq(wse_stats_snapshot(r, c, err, sizeof err), 0);
+    ck_assert(c->totals_ok && c->slot_ok[0]);
+}
+
+static void close_both(struct wse_stats *w, struct wse_stats *r, struct wse_stats_copy *c)
+{
+    wse_stats_copy_free(c);
+    wse_stats_close(r);
+    wse_stats_close(w);
+}
+
+/*
+ * nslots raised after attach: the reader's arrays were sized at attach, so
+ * reading the new count would overflow them (ASan) and the mapping.  It is
+ * an error; a reader attaching afterwards is refused too.
+ */
+START_TEST(raised_nslots_is_an_error_not_an_overflow)
+{
+    struct wse_stats w, r, late;
+    struct wse_stats_copy c;
+    char err[256];
+
+    writer_and_reader(&w, &r, &c, 4);
+    w.hdr->nslots = 64;
+    ck_assert_int_eq(wse_stats_snapshot(&r, &c, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "changed its layout") && strstr(err, "4 slots at attach, 64 now"),
+                  "%s", err);
+    ck_assert_int_eq(wse_stats_attach(&late, name, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "too small for its 64 slots"), "%s", err);
+    w.hdr->nslots = WSE_STATS_MAX_SLOTS + 1;
+    ck_assert_int_eq(wse_stats_attach(&late, name, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "another layout"), "%s", err);
+    w.hdr->nslots = 4;
+    ck_assert_int_eq(wse_stats_snapshot(&r, &c, err, sizeof err), 0);
+    /* The master's own loops use its own count, not the segment's. */
+    w.hdr->nslots = 1u << 30;
+    w.slots[1].state = WSE_SLOT_RUNNING;
+    w.slots[2].state = WSE_SLOT_RUNNING;
+    w.slots[3].state = WSE_SLOT_RUNNING;
+    ck_assert_int_eq(wse_stats_free_slot(&w), -1);
+    close_both(&w, &r, &c);
+}
+END_TEST
+
+/* A segment truncated under a reader is a read error, not SIGBUS. */
+START_TEST(truncated_segment_is_an_error_not_sigbus)
+{
+    struct wse_stats w, r;
+    struct wse_stats_copy c;
+    char err[256];
+
+    writer_and_reader(&w, &r, &c, 64);
+    int fd = shm_open(name, O_RDWR, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, (off_t)sizeof(struct wse_stats_header)), 0);
+    ck_assert_int_eq(wse_stats_snapshot(&r, &c, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "shrank under the reader"), "%s", err);
+    ck_assert_int_eq(ftruncate(fd, 0), 0);
+    ck_assert_int_eq(wse_stats_snapshot(&r, &c, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "shrank under the reader (0 of"), "%s", err);
+    close(fd);
+    close_both(&w, &r, &c);     /* unmapping touches none of the lost pages */
+}
+END_TEST
+
+/* Time one snapshot; it must return, whatever the seqlocks say. */
+static double timed_snapshot(struct wse_stats *r, struct wse_stats_copy *c)
+{
+    char err[256];
+    double t0 = now();
+    ck_assert_int_eq(wse_stats_snapshot(r, c, err, sizeof err), 0);
+    return now() - t0;
+}
+
+/*
+ * A worker killed between seq_begin and seq_end leaves its slot's seq odd:
+ * readers give up on that slot after a bounded time and say so, the rest
+ * still reads; the master's next write of the slot (reap, reuse) repairs it.
+ */
+START_TEST(odd_slot_seq_is_reported_not_spun_on)
+{
+    struct wse_stats w, r;
+    struct wse_stats_copy c;
+
+    writer_and_reader(&w, &r, &c, 4);
+    wse_stats_slot_set(&w.slots[1], 99, 1, 1, WSE_SLOT_RUNNING);
+    w.slots[0].seq |= 1;
+    double took = timed_snapshot(&r, &c);
+    ck_assert_msg(took < 5.0, "snapshot took %.1f s", took);
+    ck_assert(!c.slot_ok[0]);
+    ck_assert(c.slot_ok[1] && c.slots[1].pid == 99);
+    ck_assert(c.totals_ok);
+    ck_assert_uint_eq(c.slots[0].c[WSE_STAT_conn_accepted], 7);
+    ck_assert_uint_eq(c.totals[WSE_STAT_conn_accepted], 7);
+
+    /* What the master does when it reaps the worker. */
+    wse_stats_retire(&w, 0);
+    wse_stats_slot_set(&w.slots[0], 0, -1, 0, WSE_SLOT_EMPTY);
+    ck_assert_uint_eq(w.slots[0].seq & 1, 0);
+    timed_snapshot(&r, &c);
+    ck_assert(c.slot_ok[0] && c.slots[0].state == WSE_SLOT_EMPTY);
+    ck_assert_uint_eq(c.totals[WSE_STAT_conn_accepted], 7);
+
+    /* So does the worker's own next state change, and the seq moved on. */
+    w.slots[1].seq |= 1;
+    uint32_t stale = w.slots[1].seq;
+    wse_stats_slot_state(&w.slots[1], WSE_SLOT_DRAINING);
+    ck_assert_uint_eq(w.slots[1].seq & 1, 0);
+    ck_assert_uint_ne(w.slots[1].seq, stale + 1);
+    timed_snapshot(&r, &c);
+    ck_assert(c.slot_ok[1] && c.slots[1].state == WSE_SLOT_DRAINING);
+    close_both(&w, &r, &c);
+}
+END_TEST
+
+/* A master killed mid-fold (or anyone) leaves retired_seq odd: the same. */
+START_TEST(odd_retired_seq_is_reported_not_spun_on)
+{
+    struct wse_stats w, r;
+    struct wse_stats_copy c;
+
+    writer_and_reader(&w, &r, &c, 4);
+    w.hdr->retired_seq |= 1;
+    double took = timed_snapshot(&r, &c);
+    ck_assert_msg(took < 5.0, "snapshot took %.1f s", took);
+    ck_assert(!c.totals_ok);
+    ck_assert(c.slot_ok[0]);
+    /* As read, still: the totals of what is there. */
+    ck_assert_uint_eq(c.totals[WSE_STAT_conn_accepted], 7);
+    wse_stats_retire(&w, 0);
+    ck_assert_uint_eq(w.hdr->retired_seq & 1, 0);
+    timed_snapshot(&r, &c);
+    ck_assert(c.totals_ok);
+    ck_assert_uint_eq(c.totals[WSE_STAT_conn_accepted], 7);
+    ck_assert_uint_eq(c.hdr.retired[WSE_STAT_conn_accepted], 7);
+    close_both(&w, &r, &c);
+}
+END_TEST
+
 static Suite *stats_suite(void)
 {
     Suite *s = suite_create("stats");
@@ -326,6 +490,10 @@ static Suite *stats_suite(void)
     tcase_add_test(tc, reader_sees_no_torn_or_backward_values);
     tcase_add_test(tc, totals_never_go_back_across_folds);
     tcase_add_test(tc, gauges_are_not_folded);
+    tcase_add_test(tc, raised_nslots_is_an_error_not_an_overflow);
+    tcase_add_test(tc, truncated_segment_is_an_error_not_sigbus);
+    tcase_add_test(tc, odd_slot_seq_is_reported_not_spun_on);
+    tcase_add_test(tc, odd_retired_seq_is_reported_not_spun_on);
     suite_add_tcase(s, tc);
     return s;
 }
