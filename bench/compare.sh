@@ -5,6 +5,7 @@
 #   bench/compare.sh [--runs N] [--duration T] [--quick] [--servers LIST]
 #                    [--no-multi] [--no-install] [--hold N] [--help]
 #   bench/compare.sh --report bench/results/run-DATE     (tables again, no runs)
+#   bench/compare.sh --charts-from bench/charts          (charts again from *.dat)
 #
 # Every server listens on 127.0.0.1 only, and everything here talks to
 # 127.0.0.1 only.  See bench/README.md for what each figure means.
@@ -24,6 +25,12 @@ SERVERS_ALL="wsechod raw lws gorilla node tornado tornado-prefix"
 SERVERS=$SERVERS_ALL
 SIZES="64 4096 65536"
 REPORT=""
+CHARTS_FROM=""
+# A run is "wsbench-bound" (marked ‡) when wsbench's core was at least
+# BOUND_CLI % busy and the server's below BOUND_SRV %: wsbench, not the server,
+# set the rate.  One rule for every table and chart.
+BOUND_CLI=95
+BOUND_SRV=90
 CONNS="100 1000"
 PIPES="1 16"
 
@@ -50,6 +57,10 @@ with wsbench pinned to CPU 1, stops it.  Writes bench/results/RESULTS-<date>.md
                   (default 10000)
   --report DIR    write the tables and charts again from an earlier run's
                   bench/results/run-DATE/ (runs nothing)
+  --charts-from DIR
+                  draw every chart data file DIR/*.dat again as DIR/NAME.png
+                  and DIR/NAME.svg (runs nothing; bench/charts holds the
+                  figures of bench/README.md)
   -h, --help      this text
 
 Exit status: 0 when every wsechod run had zero errors, 1 otherwise, 2 usage.
@@ -73,6 +84,8 @@ while [ $# -gt 0 ]; do
         --hold=*) HOLD_N=${1#*=} ;;
         --report) [ $# -ge 2 ] || die "--report needs a directory"; REPORT=$2; shift ;;
         --report=*) REPORT=${1#*=} ;;
+        --charts-from) [ $# -ge 2 ] || die "--charts-from needs a directory"; CHARTS_FROM=$2; shift ;;
+        --charts-from=*) CHARTS_FROM=${1#*=} ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
     esac
@@ -97,7 +110,13 @@ if [ -n "$REPORT" ]; then
     STAMP=${REPORT##*/run-}
 fi
 RUNDIR=$OUT/run-$STAMP
-mkdir -p "$RUNDIR" || exit 1
+GNUPLOT_LOG=$RUNDIR/gnuplot.log
+if [ -n "$CHARTS_FROM" ]; then
+    [ -d "$CHARTS_FROM" ] || die "--charts-from: $CHARTS_FROM is not a directory"
+    GNUPLOT_LOG=/dev/stderr
+else
+    mkdir -p "$RUNDIR" || exit 1
+fi
 RESULTS=$OUT/RESULTS-$STAMP.md
 TSV=$OUT/runs-$STAMP.tsv
 CLK_TCK=$(getconf CLK_TCK)
@@ -171,9 +190,8 @@ tree_ticks() {
     echo $sum
 }
 
-# VmRSS of the whole tree, in KiB.
-# Anonymous resident memory (heap, stacks) of the whole tree.  Not VmRSS:
-# the first handshake pages in ~2.5 MB of libcrypto and libc code (RssFile),
+# RssAnon of the whole tree, in KiB: anonymous resident memory (heap,
+# stacks), from /proc/PID/status.  Not VmRSS: the first handshake pages in ~2.5 MB of libcrypto and libc code (RssFile),
 # a one-time cost shared with every process that maps them, which is not
 # memory per connection.
 tree_rss() {
@@ -650,17 +668,25 @@ short_name() {
     esac
 }
 
+# bound_mark NAME KIND S C P: "‡" when most of the cell's runs were
+# wsbench-bound (BOUND_CLI, BOUND_SRV above)
+bound_mark() {
+    awk -F'\t' -v n="$1" -v k="$2" -v s="$3" -v c="$4" -v p="$5" -v bc="$BOUND_CLI" -v bs="$BOUND_SRV" '
+        $1 == n && $2 == k && $3 == s && $4 == c && $5 == p && $12 > 0 {
+            r++; if (100 * $11 / $12 >= bc && 100 * $10 / $12 < bs) b++ }
+        END { if (r && b * 2 > r) printf "‡" }' "$TSV"
+}
+
 # cell_marks NAME S C P: "!" errors, "‡" wsbench-bound
 cell_marks() {
-    local e b
+    local e
     e=$(agg "$1" echo "$2" "$3" "$4" 9 | awk '{ print $3 }')
-    b=$(awk -F'\t' -v n="$1" -v s="$2" -v c="$3" -v p="$4" '
-        $1 == n && $2 == "echo" && $3 == s && $4 == c && $5 == p && $12 > 0 {
-            k++; if ($11 / $12 >= 0.95 && $10 / $12 < 0.90) b++ }
-        END { if (k && b * 2 > k) print 1 }' "$TSV")
     [ -n "$e" ] && [ "$e" != 0 ] && printf '!'
-    [ -n "$b" ] && printf '‡'
+    bound_mark "$1" echo "$2" "$3" "$4"
 }
+
+# The one sentence that says what the marks mean, under every table that has them.
+MARKS_NOTE="! = that cell had wsbench errors; ‡ = wsbench-bound: in most of the cell's runs wsbench's core was ≥ $BOUND_CLI% busy and the server's < $BOUND_SRV%, so wsbench, not the server, set the rate"
 
 # echo_table TITLE WHAT SERVERS...   WHAT = cpu | rate
 echo_table() {
@@ -748,7 +774,7 @@ load_table() {
 
 server_table() {
     local n hs per est rss0 rss1 v w row
-    echo "| server | handshakes/s (median [min–max], $CR_CONNS cycling) | server CPU µs per handshake | CPU % server / wsbench | heap per idle connection ($HOLD_N held) | RSS before → after |"
+    echo "| server | handshakes/s (median [min–max], $CR_CONNS cycling) | server CPU µs per handshake | CPU % server / wsbench | heap per idle connection ($HOLD_N held) | RssAnon before → after |"
     echo "|---|---:|---:|---:|---:|---:|"
     for n in "$@"; do
         awk -F'\t' -v n="$n" '$1 == n && $2 != "echo" { f = 1; exit } END { exit !f }' "$TSV" 2>/dev/null || continue
@@ -760,7 +786,7 @@ server_table() {
             v=$(agg "$n" connect 64 "$CR_CONNS" 1 0)
             row+=" $(awk -v x="${v%% *}" 'BEGIN { printf "%.1f", x }') |"
             v=$(agg "$n" connect 64 "$CR_CONNS" 1 -1); w=$(agg "$n" connect 64 "$CR_CONNS" 1 -2)
-            row+=" $(awk -v a="${v%% *}" -v b="${w%% *}" 'BEGIN { printf "%.0f / %.0f%s", a, b, (b >= 90 ? " ‡" : "") }') |"
+            row+=" $(awk -v a="${v%% *}" -v b="${w%% *}" 'BEGIN { printf "%.0f / %.0f", a, b }')$(bound_mark "$n" connect 64 "$CR_CONNS" 1 | sed 's/^./ &/') |"
         else
             row+=" n/a | n/a | n/a |"
         fi
@@ -780,64 +806,109 @@ server_table() {
 }
 
 # ---------------------------------------------------------------- charts
-chart() {           # WHAT(rate|cpu) BASENAME TITLE YLABEL SERVERS...
-    local what=$1 base=$2 title=$3 ylabel=$4 dat n s c p v line ncol i
+# A chart is drawn from a data file that describes itself, so that
+# --charts-from can draw it again without the run (or from figures copied out
+# of a results table, as bench/charts/*.dat are).  '#' lines name it:
+#   # title: TEXT          # ylabel: TEXT          # format: rate | cpu
+# then tab-separated: a header row (size, conns, pipeline, then for each
+# server its name and "marks"), and one row per cell: size label, connections,
+# pipeline, then for each server its median ('-' = not measured) and its marks
+# ('!', '‡' as in the tables; '.' = none).
+chart_data() {      # WHAT(rate|cpu) DATFILE TITLE YLABEL SERVERS...
+    local what=$1 dat=$2 title=$3 ylabel=$4 n s c p v m line
     shift 4
-    command -v gnuplot >/dev/null 2>&1 || { warn "gnuplot is not installed: no charts (scripts/bench-deps.sh tools)"; return 1; }
-    dat=$OUT/$base.dat
     {
-        line="cell"
-        for n in "$@"; do line+="\t\"$(short_name "$n")\""; done
+        printf '# title: %s\n# ylabel: %s\n# format: %s\n' "$title" "$ylabel" "$what"
+        line="size\tconns\tpipeline"
+        for n in "$@"; do line+="\t$(short_name "$n")\tmarks"; done
         printf '%b\n' "$line"
         for s in $SIZES; do
             for c in $CONNS; do
                 for p in $PIPES; do
-                    line="\"$(size_name "$s") c$c p$p\""
+                    line="$(size_name "$s")\t$c\t$p"
                     for n in "$@"; do
                         if [ "$what" = rate ]; then v=$(agg "$n" echo "$s" "$c" "$p" 8); else v=$(agg "$n" echo "$s" "$c" "$p" 0); fi
+                        m=$(cell_marks "$n" "$s" "$c" "$p")
                         line+="\t${v%% *}"
                         [ -n "$v" ] || line+="-"
+                        line+="\t${m:-.}"
                     done
                     printf '%b\n' "$line"
                 done
             done
         done
     } >"$dat"
-    ncol=$(($# + 1))
-    local nrows
-    nrows=$(($(wc -l <"$dat") - 1))
+}
+
+# Clustered bars on a log scale, one cluster per cell, one colour per server,
+# each cell's marks drawn above its bar.  Sized to be read at the width of a
+# README page (about 800 px): 1000 px wide, 16 pt text; white background, so
+# that the black text stays readable on a dark page.
+render_chart() {    # DATFILE OUTBASE -> OUTBASE.png and OUTBASE.svg
+    local dat=$1 base=$2 title ylabel what hdr nser nrows i col x w xtics size conns pipe
+    local colors=("#7f7f7f" "#1f5fbf" "#e8871e" "#2ca02c" "#d62728" "#8c5fbf" "#17becf" "#bcbd22")
+    command -v gnuplot >/dev/null 2>&1 || { warn "gnuplot is not installed: no charts (scripts/bench-deps.sh tools)"; return 1; }
+    title=$(sed -n 's/^# title: //p' "$dat")
+    ylabel=$(sed -n 's/^# ylabel: //p' "$dat")
+    what=$(sed -n 's/^# format: //p' "$dat")
+    hdr=$(grep -v -m1 '^#' "$dat")
+    nser=$(( ($(awk -F'\t' '{ print NF }' <<<"$hdr") - 3) / 2 ))
+    [ "$nser" -ge 1 ] || { warn "$dat: no servers in its header row"; return 1; }
+    nrows=0
+    xtics=""
+    while IFS=$'\t' read -r size conns pipe _; do
+        xtics+="\"$size\\nc$conns\\np$pipe\" $nrows, "
+        nrows=$((nrows + 1))
+    done < <(grep -v '^#' "$dat" | tail -n +2)
+    w=$(awk -v n="$nser" 'BEGIN { printf "%.4f", 0.84 / n }')
     local plot="plot"
-    for i in $(seq 2 $ncol); do
-        plot+=" '$dat' using $i:xtic(1) title columnheader($i),"
+    for i in $(seq 1 "$nser"); do
+        col=$((2 + 2 * i))
+        x=$(awk -v i="$i" -v n="$nser" -v w="$w" 'BEGIN { printf "%.4f", (i - 1 - (n - 1) / 2) * w }')
+        plot+=" '$dat' using (\$0 + $x):$col:($w) with boxes lc rgb '${colors[$(( (i - 1) % ${#colors[@]} ))]}' title columnheader($col),"
+        plot+=" '' using (\$0 + $x):(column($col) * 1.25):(strcol($((col + 1))) eq '.' ? '' : strcol($((col + 1)))) with labels font ',15' notitle,"
     done
     plot=${plot%,}
-    local common="
+    local fmt="set format y '%g'"
+    [ "$what" = rate ] && fmt="set format y '%.0s%c'"
+    local script="
 set datafile missing '-'
 set datafile separator '\t'
-set title \"$title\"
+set datafile commentschars '#'
+set key autotitle columnheader
+set label 2 \"$title\" at screen 0.5, screen 0.965 center
 set ylabel \"$ylabel\"
+set xlabel \"each cell: message size, c = connections, p = pipeline (messages in flight per connection)\" offset 0,-1.6
+set label 1 \"‡ wsbench-bound: its core ≥ $BOUND_CLI% busy, the server's < $BOUND_SRV% (wsbench set the rate)    ! wsbench errors\" at screen 0.5, screen 0.04 center
 set logscale y
 set grid ytics
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.85 border -1
-set boxwidth 0.9
-set xtics rotate by -35 scale 0
-set key outside right top vertical
+set style fill solid 0.9 border rgb 'black'
+set xtics (${xtics%, }) scale 0
+set key at screen 0.5, screen 0.93 center top horizontal maxcols 6 samplen 1.5
+set tmargin 5.5
+set bmargin 7.5
+set xrange [-0.55:$nrows - 0.45]
 set yrange [*:*]
-set xrange [-0.6:$nrows - 0.4]
+set lmargin 10
+$fmt
 "
-    if [ "$what" = rate ]; then common+="set format y '%.0s%c'"; else common+="set format y '%g'"; fi
-    gnuplot <<EOF 2>>"$RUNDIR/gnuplot.log"
-set terminal pngcairo size 1500,650 font 'sans,10'
-set output '$OUT/$base.png'
-$common
+    gnuplot <<EOF 2>>"$GNUPLOT_LOG"
+set terminal pngcairo size 1000,700 font 'sans,16' fontscale 0.75 background rgb 'white'
+set output '$base.png'
+$script
 $plot
-set terminal svg size 1500,650 dynamic font 'sans,10'
-set output '$OUT/$base.svg'
+set terminal svg size 1000,700 fixed font 'sans,16' background rgb 'white'
+set output '$base.svg'
 replot
 EOF
-    [ -s "$OUT/$base.png" ] && [ -s "$OUT/$base.svg" ]
+    [ -s "$base.png" ] && [ -s "$base.svg" ]
+}
+
+chart() {           # WHAT(rate|cpu) BASENAME TITLE YLABEL SERVERS...
+    local what=$1 base=$2 title=$3 ylabel=$4
+    shift 4
+    chart_data "$what" "$OUT/$base.dat" "$title" "$ylabel" "$@"
+    render_chart "$OUT/$base.dat" "$OUT/$base"
 }
 
 machine_line() {
@@ -847,6 +918,19 @@ machine_line() {
 }
 
 # ---------------------------------------------------------------- main
+if [ -n "$CHARTS_FROM" ]; then
+    CHARTS_FROM=${CHARTS_FROM%/}
+    drawn=0
+    for dat in "$CHARTS_FROM"/*.dat; do
+        [ -f "$dat" ] || continue
+        render_chart "$dat" "${dat%.dat}" || die "could not draw $dat"
+        log "compare.sh: drew ${dat%.dat}.png and ${dat%.dat}.svg"
+        drawn=$((drawn + 1))
+    done
+    [ $drawn -gt 0 ] || die "--charts-from: no .dat files in $CHARTS_FROM"
+    trap - EXIT
+    exit 0
+fi
 if [ -n "$REPORT" ]; then
     # shellcheck disable=SC1091
     . "$REPORT/meta.sh"
@@ -897,11 +981,11 @@ done
 CHARTS=""
 if [ ${#MAIN[@]} -gt 0 ]; then
     if chart rate "msgs-$STAMP" "Messages per second (median of $RUNS x ${DURATION}s; server on 1 core, binary messages; higher is better)" \
-        "messages/s (log)" "${MAIN[@]}"; then
+        "messages per second (log scale)" "${MAIN[@]}"; then
         CHARTS+="- messages per second: \`$OUT/msgs-$STAMP.png\`, \`$OUT/msgs-$STAMP.svg\`"$'\n'
     fi
     if chart cpu "cpu-$STAMP" "Server CPU seconds per million echoed messages (median; lower is better)" \
-        "CPU s / 1M messages (log)" "${MAIN[@]}"; then
+        "server CPU seconds per million messages (log scale)" "${MAIN[@]}"; then
         CHARTS+="- CPU seconds per million messages: \`$OUT/cpu-$STAMP.png\`, \`$OUT/cpu-$STAMP.svg\`"$'\n'
     fi
 fi
@@ -932,8 +1016,8 @@ fi
     fi
     if [ ${#MAIN[@]} -gt 0 ]; then
         echo_table "## Server CPU seconds per million echoed messages (median; lower is better)" cpu "${MAIN[@]}"
-        echo "utime+stime of the server's whole process tree (/proc/PID/stat) over the run, divided by the"
-        echo "messages wsbench counted. ! = that cell had wsbench errors; ‡ = wsbench-bound (its core ≥ 95% busy, the server's < 90%)."
+        echo "Server CPU: utime+stime+cutime+cstime of the server's whole process tree (/proc/PID/stat), after the run"
+        echo "less before, divided by the messages wsbench counted. $MARKS_NOTE."
         echo
         echo_table "## Messages per second (median [min–max]; higher is better)" rate "${MAIN[@]}"
         echo "### CPU use during the echo runs: server % / wsbench % / everything else % of one core (median)"
@@ -947,9 +1031,11 @@ fi
     echo
     server_table wsechod raw lws gorilla node tornado tornado-prefix wsechod-w1 wsechod-w2
     echo "Handshakes: \`wsbench --connect-rate -c $CR_CONNS\` (connect, handshake, one 64 B echo, close; repeat)."
-    echo "‡ = wsbench's core ≥ 90% busy: the rate is wsbench's limit as much as the server's; compare the CPU µs per handshake."
-    echo "Heap per idle connection: (RSS of the server's process tree with $HOLD_N idle connections open − RSS before) / $HOLD_N,"
-    echo "measured on a freshly started server before any other test."
+    echo "Server CPU per handshake: the same server CPU as above, divided by the handshakes. ‡ = wsbench-bound, as above"
+    echo "(wsbench's core ≥ $BOUND_CLI% busy, the server's < $BOUND_SRV%): the rate is wsbench's limit; compare the CPU µs per handshake."
+    echo "Heap per idle connection: (RssAnon of the server's process tree with $HOLD_N idle connections open − RssAnon before) / $HOLD_N,"
+    echo "measured on a freshly started server before any other test. RssAnon (/proc/PID/status) is anonymous resident memory:"
+    echo "heap and stacks, not the shared library code that VmRSS also counts."
     echo
     if [ -n "$PREFIX_NOTE" ]; then
         echo "Tornado prefix (the tutorial's \`\"You said: \" + message\`): $PREFIX_NOTE."
@@ -965,6 +1051,8 @@ fi
         echo
         echo_table "### Messages per second" rate "${MULTIS[@]}"
         echo_table "### Server CPU seconds per million messages" cpu "${MULTIS[@]}"
+        echo "$MARKS_NOTE."
+        echo
         echo "### CPU use: server % / wsbench % / everything else % of one core"
         echo
         load_table "${MULTIS[@]}"
@@ -982,7 +1070,7 @@ fi
         echo
     fi
     echo "Raw runs: \`$TSV\` (columns: server, test, size, conns, pipeline, run, messages, rate, errors,"
-    echo "server CPU s, wsbench CPU s, wall s, wsbench exit, other CPU s; hold rows: established, bytes/conn, errors, RSS before KiB, RSS after KiB, sample s)."
+    echo "server CPU s, wsbench CPU s, wall s, wsbench exit, other CPU s; hold rows: established, bytes/conn, errors, RssAnon before KiB, RssAnon after KiB, sample s)."
 } >"$RESULTS"
 
 log ""
