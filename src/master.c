@@ -308,6 +308,8 @@ static void child_cleanup(const int *keep, unsigned nkeep)
         if (p->chan >= 0)
             close(p->chan);
     close(M.sigfd);
+    /* The log a reload may go back to is the master's, not this worker's. */
+    wse_log_discard(&M.log_before);
     /* The master's loop (ev_loop_new, no signal handlers of libev's) is
      * freed with its epoll fd; the child builds its own. */
     ev_loop_destroy(M.loop);
@@ -776,7 +778,7 @@ static void begin_stop(bool graceful, int status)
 static void reopen_logs(void)
 {
     if (wse_log_reopen() < 0)
-        wse_log_errno(WSE_LOG_ERROR, "open", "reopening log file %s", M.cfg.log_file);
+        wse_log_errno(WSE_LOG_ERROR, "open", "reopening log file %s", slots_cfg()->log_file);
     for (struct proc *p = M.procs; p; p = p->next)
         tell(p, WSE_CHAN_REOPEN);
     log_info("log file reopened");

@@ -182,48 +182,64 @@ def test_shrinking_reload_during_backoff_leaves_no_stray_worker():
         echo_all(port)
 
 
+def file_lines(path):
+    try:
+        with open(path) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def wait_lines_in(path, patterns, what):
+    wse.wait_until(lambda: all(any(re.search(p, l) for l in file_lines(path)) for p in patterns),
+                   wse.scaled(10), what)
+
+
 def test_reload_applies_log_level_and_log_file():
     port = wse.free_port()
     conf = ConfigFile(port)
     conf.write("workers = 2\nlog-level = info\n")
     logdir = tempfile.TemporaryDirectory()
-    logfile = os.path.join(logdir.name, "w.log")
-
-    def file_lines():
-        try:
-            with open(logfile) as f:
-                return f.read().splitlines()
-        except FileNotFoundError:
-            return []
+    log_a, log_b = os.path.join(logdir.name, "a.log"), os.path.join(logdir.name, "b.log")
 
     with Server("-c", conf.path, port=port, workers=None) as srv:
         assert not srv.find_lines(r"debug "), "debug lines at level info"
-        # To a file, at debug level.
-        conf.write(f"workers = 2\nlog-level = debug\nlog-file = {logfile}\n")
-        mark = srv.mark()
+        # To a file, at debug level: the swap, the master's own debug lines
+        # and the new workers' (they inherit the master's log) go there.
+        conf.write(f"workers = 2\nlog-level = debug\nlog-file = {log_a}\n")
         srv.signal(signal.SIGHUP)
-        # The swap, the master's own debug lines and the new workers' (they
-        # inherit the master's log) all go to the new file.
-        wanted = [r"info  \[master pid \d+\] reload: generation 2 serving",
-                  r"debug \[master pid \d+\] worker \d \(pid \d+, generation 2\) ready",
-                  r"debug \[worker \d pid \d+\] serving \(generation 2"]
-        wse.wait_until(lambda: all(any(re.search(w, l) for l in file_lines()) for w in wanted),
-                       wse.scaled(10), "the reload's lines in the new file")
+        wait_lines_in(log_a, [r"info  \[master pid \d+\] reload: generation 2 serving",
+                              r"debug \[master pid \d+\] worker \d \(pid \d+, generation 2\) ready",
+                              r"debug \[worker \d pid \d+\] serving \(generation 2"],
+                      "generation 2's lines in the new file")
         assert not srv.find_lines(r"generation 2 serving"), "the swap went to the old log"
 
         # A log file that cannot be opened rejects the reload; nothing changes.
         conf.write(f"workers = 2\nlog-level = error\nlog-file = {logdir.name}/missing/w.log\n")
         srv.signal(signal.SIGHUP)
-        wse.wait_until(lambda: any("reload rejected, configuration unchanged: log file" in l
-                                   for l in file_lines()), wse.scaled(10), "the rejection")
+        wait_lines_in(log_a, [r"reload rejected, configuration unchanged: log file .*missing"],
+                      "the rejection")
         assert stats_json(port)["header"]["generation"] == 2
+
+        # From one file to another: the new workers do not hold the old one.
+        conf.write(f"workers = 2\nlog-level = debug\nlog-file = {log_b}\n")
+        srv.signal(signal.SIGHUP)
+        wait_lines_in(log_b, [r"reload: generation 3 serving",
+                              r"debug \[worker 0 pid \d+\] serving \(generation 3",
+                              r"debug \[worker 1 pid \d+\] serving \(generation 3"],
+                      "generation 3's lines in the second file")
+        gen3 = [int(re.search(r"pid (\d+)", l).group(1)) for l in file_lines(log_b)
+                if re.search(r"\] serving \(generation 3", l)]
+        for pid in gen3:
+            held = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+            assert log_a not in held and log_b in held, (pid, held)
 
         # Back to stderr, at warn level: info lines vanish.
         conf.write("workers = 2\nlog-level = warn\n")
-        n_file = len(file_lines())
+        n_b = len(file_lines(log_b))
         srv.signal(signal.SIGHUP)
-        wse.wait_until(lambda: stats_json(port)["header"]["generation"] == 3, wse.scaled(10),
-                       "generation 3 serving")
+        wse.wait_until(lambda: stats_json(port)["header"]["generation"] == 4, wse.scaled(10),
+                       "generation 4 serving")
         # An error line proves the log works: a bad file is rejected at level error.
         conf.write("workers = 2\nlog-level = warn\nidle-timeout = soon\n")
         mark = srv.mark()
@@ -231,8 +247,8 @@ def test_reload_applies_log_level_and_log_file():
         srv.wait_for_line(r"error \[master pid \d+\] reload: .*idle-timeout.*configuration unchanged",
                           10, start=mark)
         # The master wrote only what it logged before reading the new file
-        # there; the draining workers of generation 2 keep their log.
-        later = [l for l in file_lines()[n_file:] if "[master pid" in l]
+        # there; the draining workers of generation 3 keep their log.
+        later = [l for l in file_lines(log_b)[n_b:] if "[master pid" in l]
         assert later and all("SIGHUP: reloading" in l for l in later), later
-        assert not srv.find_lines(r"generation 3 serving"), "an info line at level warn"
+        assert not srv.find_lines(r"generation 4 serving"), "an info line at level warn"
         echo_all(port, n=4)
