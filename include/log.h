@@ -31,6 +31,25 @@ int wse_log_open(const char *path, enum wse_log_level level);
 /* Reopens the same path (logrotate).  Returns 0, or -1 and keeps the old fd. */
 int wse_log_reopen(void);
 
+/* The log in use before a wse_log_switch(): to go back to, or to discard. */
+struct wse_log_saved {
+    int fd;
+    enum wse_log_level level;
+    char path[WSE_STR_MAX];
+};
+
+/* Opens path for wse_log_switch() ("" = stderr): an fd, or -1 with errno set. */
+int wse_log_prepare(const char *path);
+
+/* Logs to fd (from wse_log_prepare(path)) at level from now on.  What was in
+ * use is stored in *before with its file still open: a reload switches back
+ * to it if it fails, or discards it once it succeeds. */
+void wse_log_switch(int fd, const char *path, enum wse_log_level level,
+                    struct wse_log_saved *before);
+
+/* Closes the file of a log set aside (never stderr, never the one in use). */
+void wse_log_discard(struct wse_log_saved *s);
+
 /* Sets the "[...]" part of every line: "master pid 10" or "worker 3 pid 12". */
 void wse_log_identity(int worker, int pid);
 

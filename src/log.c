@@ -81,6 +81,29 @@ int wse_log_reopen(void)
     return 0;
 }
 
+int wse_log_prepare(const char *path)
+{
+    return path[0] ? open_path(path) : STDERR_FILENO;
+}
+
+void wse_log_switch(int fd, const char *path, enum wse_log_level level,
+                    struct wse_log_saved *before)
+{
+    before->fd = log_fd;
+    before->level = wse_log_max;
+    snprintf(before->path, sizeof before->path, "%s", log_path);
+    log_fd = fd;
+    wse_log_max = level;
+    snprintf(log_path, sizeof log_path, "%s", path);
+}
+
+void wse_log_discard(struct wse_log_saved *s)
+{
+    if (s->fd >= 0 && s->fd != STDERR_FILENO && s->fd != log_fd)
+        close(s->fd);
+    s->fd = -1;
+}
+
 void wse_log_identity(int worker, int pid)
 {
     if (worker < 0)

@@ -70,10 +70,15 @@ struct group {
     bool used;
 };
 
-/* A worker slot of the current generation: what respawning needs. */
+/*
+ * A worker slot of generation M.generation: what respawning needs.  Between
+ * events, every slot below M.nslots has a live worker or an armed respawn
+ * timer, and no slot above has either (slots_cover() restores that).
+ */
 struct wslot {
     struct proc *proc;           /* NULL while waiting to respawn */
     unsigned fails;              /* consecutive quick deaths */
+    unsigned kept_fails;         /* the serving generation's, while a reload starts */
     ev_timer respawn;
 };
 
@@ -92,11 +97,12 @@ static struct {
     ev_timer kill_timer;
     ev_timer ready_timer;        /* a reload's deadline */
     struct wse_stats stats;
+    struct wse_log_saved log_before;   /* the master's log while a reload starts */
     unsigned generation;         /* the generation owning the slots (the new one in a reload) */
     unsigned prev_generation;    /* the one serving while a reload starts */
     unsigned generations;        /* numbers handed out, never reused */
     bool reloading;              /* generation `generation` is starting */
-    bool reload_again;           /* a SIGHUP came while it was starting */
+    bool reload_again;           /* a SIGHUP came while it was starting (or before serving) */
     bool serving;                /* the first generation reported ready */
     bool stopping;
     int exit_status;
@@ -365,6 +371,8 @@ static void child_cleanup(const int *keep, unsigned nkeep)
         if (p->chan >= 0)
             close(p->chan);
     close(M.sigfd);
+    /* The log a reload may go back to is the master's, not this worker's. */
+    wse_log_discard(&M.log_before);
     /* The master's loop (ev_loop_new, no signal handlers of libev's) is
      * freed with its epoll fd; the child builds its own. */
     ev_loop_destroy(M.loop);
@@ -446,12 +454,73 @@ static void spawn(unsigned slot, const struct wse_config *cfg, unsigned generati
         M.slots[slot].proc = p;
 }
 
+/* The configuration of generation M.generation: the one its slots respawn with. */
+static const struct wse_config *slots_cfg(void)
+{
+    return M.reloading ? &M.next : &M.cfg;
+}
+
+/* The back-off after `fails` consecutive quick deaths: 0, 0.1, 0.2, ... 5 s. */
+static double backoff_delay(unsigned fails)
+{
+    double delay = fails ? RESPAWN_MIN : 0;
+
+    for (unsigned i = 1; i < fails && delay < RESPAWN_MAX; i++)
+        delay *= 2;
+    return delay > RESPAWN_MAX ? RESPAWN_MAX : delay;
+}
+
 static void on_respawn(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct wslot *ws = container_of(t, struct wslot, respawn);
+    unsigned slot = (unsigned)(ws - M.slots);
     (void)loop, (void)revents;
-    if (!M.stopping && !ws->proc)
-        spawn((unsigned)(ws - M.slots), &M.cfg, M.generation);
+    /* slots_cover() stops the timers of retired slots; this is the backstop. */
+    if (!M.stopping && !ws->proc && slot < M.nslots)
+        spawn(slot, slots_cfg(), M.generation);
+}
+
+static bool proc_live(const struct proc *p)
+{
+    return p->state == P_STARTING || p->state == P_RUNNING;
+}
+
+/*
+ * Makes the slots true again after the generation owning them changed (a
+ * swap, an abandoned reload): each slot below M.nslots points at its live
+ * worker of M.generation or has its respawn timer armed, with the back-off
+ * its fails earned; slots above have neither timer nor worker.
+ */
+static void slots_cover(void)
+{
+    for (unsigned i = 0; i < WSE_MAX_WORKERS; i++)
+        M.slots[i].proc = NULL;
+    for (struct proc *p = M.procs; p; p = p->next) {
+        if (p->generation != M.generation || !proc_live(p))
+            continue;
+        if ((unsigned)p->slot < M.nslots && !M.slots[p->slot].proc) {
+            M.slots[p->slot].proc = p;
+        } else {
+            /* Not a slot of this generation (any more): it must not serve on. */
+            log_warn("worker %d (pid %d) has no slot in generation %u: draining it", p->slot,
+                     (int)p->pid, M.generation);
+            p->state = P_DRAINING;
+            tell(p, WSE_CHAN_DRAIN);
+        }
+    }
+    for (unsigned i = 0; i < WSE_MAX_WORKERS; i++) {
+        struct wslot *ws = &M.slots[i];
+        if (i >= M.nslots || ws->proc) {
+            ev_timer_stop(M.loop, &ws->respawn);
+            if (i >= M.nslots)
+                ws->fails = 0;
+        } else if (!ev_is_active(&ws->respawn)) {
+            double delay = backoff_delay(ws->fails);
+            log_warn("worker %u of generation %u is missing: respawning in %.1f s", i,
+                     M.generation, delay);
+            respawn_later(i, delay);
+        }
+    }
 }
 
 /* ---- generations --------------------------------------------------------- */
@@ -474,6 +543,8 @@ static void swap_generation(void)
     M.reloading = false;
     M.cfg = M.next;
     groups_prune(&M.cfg);
+    wse_log_discard(&M.log_before);
+    slots_cover();
     for (struct proc *p = M.procs; p; p = p->next) {
         if (p->generation < M.generation && p->state != P_DRAINING && p->state != P_STOPPING) {
             p->state = P_DRAINING;
@@ -504,6 +575,10 @@ static void on_ready(struct proc *p)
                  M.cfg.nlisten > 1 ? " and more" : "", M.nslots);
         wse_notify("READY=1\nSTATUS=serving %s with %u workers\nMAINPID=%d",
                    M.cfg.listen[0].text, M.nslots, (int)M.pid);
+        if (M.reload_again) {
+            M.reload_again = false;
+            reload();
+        }
     } else if (M.reloading) {
         swap_generation();
     }
@@ -523,6 +598,16 @@ static void on_chan(struct ev_loop *loop, ev_io *w, int revents)
         proc_close_chan(p);     /* the worker is gone; SIGCHLD tells how */
 }
 
+/* The master logs as the serving generation's configuration says again. */
+static void restore_log(void)
+{
+    struct wse_log_saved abandoned;
+
+    wse_log_switch(M.log_before.fd, M.log_before.path, M.log_before.level, &abandoned);
+    M.log_before.fd = -1;
+    wse_log_discard(&abandoned);
+}
+
 /* A reload whose workers did not all come up is undone: the old ones stay. */
 static void abandon_reload(const char *why)
 {
@@ -536,17 +621,25 @@ static void abandon_reload(const char *why)
             tell(p, WSE_CHAN_STOP);
         }
     }
+    bool again = M.reload_again;
     M.reloading = false;
     M.reload_again = false;
     M.generation = M.prev_generation;
     groups_rollback();
-    /* Slots point at the generation that keeps serving. */
+    restore_log();
+    /* The slots are the serving generation's again, with its back-off state:
+     * a worker it lost during the reload, or one that was waiting to be
+     * respawned when the reload began, is respawned. */
     M.nslots = M.cfg.workers;
-    for (unsigned i = 0; i < M.nslots; i++) {
-        M.slots[i].proc = NULL;
-        for (struct proc *p = M.procs; p; p = p->next)
-            if (p->generation == M.generation && p->slot == (int)i && p->state != P_DRAINING)
-                M.slots[i].proc = p;
+    for (unsigned i = 0; i < WSE_MAX_WORKERS; i++) {
+        ev_timer_stop(M.loop, &M.slots[i].respawn);
+        M.slots[i].fails = M.slots[i].kept_fails;
+    }
+    slots_cover();
+    if (again) {
+        /* The operator may have fixed the file since: that SIGHUP counts. */
+        log_info("reload: the SIGHUP that came meanwhile reloads now");
+        reload();
     }
 }
 
@@ -563,9 +656,11 @@ static void reload(void)
 
     if (M.stopping)
         return;
-    if (M.reloading) {
-        /* Several SIGHUPs while one starts make one more reload, not none. */
-        log_info("SIGHUP: a reload is starting; another follows once it serves");
+    if (M.reloading || !M.serving) {
+        /* Several SIGHUPs while one starts make one more reload, not none;
+         * one before the first generation serves waits for it. */
+        log_info("SIGHUP: %s; a reload follows once it serves or fails",
+                 M.serving ? "a reload is starting" : "the first workers are starting");
         M.reload_again = true;
         return;
     }
@@ -579,22 +674,37 @@ static void reload(void)
         log_warn("reload: pid-file cannot change on reload; keeping %s", M.cfg.pid_file);
     snprintf(M.next.pid_file, sizeof M.next.pid_file, "%s", M.cfg.pid_file);
     snprintf(M.next.stats_name, sizeof M.next.stats_name, "%s", M.cfg.stats_name);
+    int log_fd = wse_log_prepare(M.next.log_file);
+    if (log_fd < 0) {
+        wse_log_errno(WSE_LOG_ERROR, "open", "reload rejected, configuration unchanged: log file %s",
+                      M.next.log_file);
+        wse_notify("READY=1\nSTATUS=reload rejected: cannot open log file %s", M.next.log_file);
+        return;
+    }
     if (groups_open(&M.next) < 0) {
         log_error("reload: cannot listen on the new addresses; configuration unchanged");
         wse_notify("READY=1\nSTATUS=reload rejected: cannot listen on the new addresses");
+        if (log_fd != STDERR_FILENO)
+            close(log_fd);
         return;
     }
+    /* The new workers inherit the master's log at fork: switch it first. */
+    wse_log_switch(log_fd, M.next.log_file, M.next.log_level, &M.log_before);
     M.prev_generation = M.generation;
     M.generation = ++M.generations;
     M.reloading = true;
     M.nslots = M.next.workers;
     log_info("reload: starting generation %u with %u workers", M.generation, M.nslots);
-    for (unsigned i = 0; i < M.nslots; i++) {
+    /* Every slot is the new generation's now, retired ones included: no
+     * timer of the old one may fire into it (abandon_reload() re-arms them). */
+    for (unsigned i = 0; i < WSE_MAX_WORKERS; i++) {
         ev_timer_stop(M.loop, &M.slots[i].respawn);
         M.slots[i].proc = NULL;
+        M.slots[i].kept_fails = M.slots[i].fails;
         M.slots[i].fails = 0;
-        spawn(i, &M.next, M.generation);
     }
+    for (unsigned i = 0; i < M.nslots; i++)
+        spawn(i, &M.next, M.generation);
     ev_timer_set(&M.ready_timer, READY_TIMEOUT, 0);
     ev_timer_start(M.loop, &M.ready_timer);
 }
@@ -615,20 +725,13 @@ static void describe_exit(int status, char *out, size_t n)
 static void respawn_slot(unsigned slot, ev_tstamp lived, const char *how, pid_t pid)
 {
     struct wslot *ws = &M.slots[slot];
-    double delay = 0;
 
     ws->proc = NULL;
     ws->fails = lived < QUICK_DEATH ? ws->fails + 1 : 0;
-    if (ws->fails) {
-        delay = RESPAWN_MIN;
-        for (unsigned i = 1; i < ws->fails && delay < RESPAWN_MAX; i++)
-            delay *= 2;
-        if (delay > RESPAWN_MAX)
-            delay = RESPAWN_MAX;
-    }
+    double delay = backoff_delay(ws->fails);
     log_error("worker %u (pid %d) %s; respawning in %.1f s", slot, (int)pid, how, delay);
     if (delay == 0)
-        spawn(slot, &M.cfg, M.generation);
+        spawn(slot, slots_cfg(), M.generation);
     else
         respawn_later(slot, delay);
 }
@@ -637,8 +740,9 @@ static void worker_died(struct proc *p, int status)
 {
     char how[96];
     ev_tstamp lived = ev_now(M.loop) - p->started;
-    bool current = p->generation == M.generation && p->state != P_DRAINING &&
-                   p->state != P_STOPPING;
+    bool current = p->generation == M.generation && proc_live(p);
+    /* While a reload starts, the generation still serving is the previous one. */
+    bool serving_old = M.reloading && p->generation == M.prev_generation && proc_live(p);
     unsigned slot = (unsigned)p->slot;
     pid_t pid = p->pid;
 
@@ -648,11 +752,19 @@ static void worker_died(struct proc *p, int status)
     /* Totals never go backwards: fold before the stats slot is reused. */
     wse_stats_retire(&M.stats, (unsigned)p->stats_slot);
     wse_stats_slot_set(&M.stats.slots[p->stats_slot], 0, -1, 0, WSE_SLOT_EMPTY);
-    bool was_starting = p->state == P_STARTING;
     proc_unlink(p);
 
-    if (M.stopping || !current) {
+    if (M.stopping || !(current || serving_old)) {
         log_info("worker %u (pid %d, generation %u) %s", slot, (int)pid, generation, how);
+        return;
+    }
+    if (serving_old) {
+        /* Its slot belongs to the starting generation; should that fail,
+         * abandon_reload() respawns it with this back-off state. */
+        unsigned *fails = &M.slots[slot].kept_fails;
+        *fails = lived < QUICK_DEATH ? *fails + 1 : 0;
+        log_error("worker %u (pid %d, generation %u) %s; respawned if the reload fails", slot,
+                  (int)pid, generation, how);
         return;
     }
     if (!M.serving) {
@@ -660,7 +772,8 @@ static void worker_died(struct proc *p, int status)
         begin_stop(false, 1);
         return;
     }
-    if (M.reloading && was_starting) {
+    if (M.reloading) {
+        /* Dying before its generation serves, ready or not, fails the reload. */
         char why[160];
         snprintf(why, sizeof why, "new worker %u %s", slot, how);
         abandon_reload(why);
@@ -728,7 +841,7 @@ static void begin_stop(bool graceful, int status)
 static void reopen_logs(void)
 {
     if (wse_log_reopen() < 0)
-        wse_log_errno(WSE_LOG_ERROR, "open", "reopening log file %s", M.cfg.log_file);
+        wse_log_errno(WSE_LOG_ERROR, "open", "reopening log file %s", slots_cfg()->log_file);
     for (struct proc *p = M.procs; p; p = p->next)
         tell(p, WSE_CHAN_REOPEN);
     log_info("log file reopened");
@@ -911,6 +1024,7 @@ int wse_master_run(const struct wse_config *cfg, int argc, char *const argv[])
     M.argv = argv;
     M.pid = getpid();
     M.sigfd = -1;
+    M.log_before.fd = -1;
     M.generation = M.generations = 1;
     wse_log_identity(-1, (int)M.pid);
 
