@@ -13,7 +13,7 @@
 set -eu
 
 pkgs_build="make gcc pkg-config libev-dev libb64-dev libssl-dev zlib1g-dev"
-pkgs_test="check python3 python3-websockets python3-yaml nodejs npm valgrind mandoc haproxy util-linux"
+pkgs_test="check curl python3 python3-websockets python3-yaml nodejs npm valgrind mandoc haproxy util-linux"
 pkgs_fuzz="clang libclang-rt-14-dev"
 pkgs_browser="chromium"
 
