@@ -1013,6 +1013,9 @@ static void hs_read(struct conn *c)
     }
     hs_free(c);
     if (rc == WSE_FAIL) {
+        /* A response to HEAD has no body, even a refusal (RFC 9110 9.3.2). */
+        if (req.method == WSE_HTTP_HEAD)
+            c->flags |= F_HEAD;
         respond(c, req.status, NULL, NULL);
         return;
     }
