@@ -5,6 +5,7 @@
 #ifndef WSE_HANDSHAKE_H
 #define WSE_HANDSHAKE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "http.h"
@@ -28,6 +29,24 @@
 int wse_handshake_check(const struct wse_http_req *req, const char *buf);
 
 #define WSE_HANDSHAKE_426_HEADERS "Sec-WebSocket-Version: 13\r\n"
+
+/*
+ * Is origin[0..olen) the origin of a page this same server served, judged
+ * from the request's Host value host[0..hlen)?  True when the Origin is
+ * "http://" or "https://" followed by an authority whose host equals Host's
+ * host (ASCII case ignored) and whose port equals Host's port, a missing
+ * port on either side meaning the Origin scheme's default (80 or 443); and
+ * that host is an IP literal (IPv4 dotted decimal, or IPv6 in brackets) or
+ * "localhost".
+ *
+ * Why only those: a browser reaches an IP literal or localhost without
+ * asking DNS, so a page with that Origin came from the same address and
+ * port as this connection, that is from this server.  A DNS name proves
+ * nothing: a hostile site that rebinds its own name to our address makes
+ * its pages' Origin and the Host they send equal (DNS rebinding).  Names
+ * are allowed by listing their origin in --allow-origin.
+ */
+bool wse_origin_is_own(const char *origin, size_t olen, const char *host, size_t hlen);
 
 /*
  * Computes base64(SHA-1(key || "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")) into

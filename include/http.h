@@ -39,6 +39,7 @@ struct wse_span {
 enum wse_http_method {
     WSE_HTTP_OTHER = 0,
     WSE_HTTP_GET,
+    WSE_HTTP_HEAD,      /* answered as GET, without the body (RFC 9110 9.3.2) */
 };
 
 struct wse_http_limits {
@@ -79,6 +80,7 @@ struct wse_http_req {
     struct wse_span method_name;
     struct wse_span path;       /* request target up to '?' (origin-form) */
     struct wse_span query;      /* after '?', without it; len 0 if none */
+    struct wse_span host;       /* Host value (first line), len 0 if absent */
     struct wse_span origin;     /* Origin value, len 0 if absent */
     struct wse_span key;        /* Sec-WebSocket-Key value */
     struct wse_span protocol;   /* Sec-WebSocket-Protocol (first line) */
@@ -113,5 +115,23 @@ size_t wse_http_response(char *out, size_t cap, int status,
 
 /* The reason phrase of a status the server sends ("Bad Request"...). */
 const char *wse_http_reason(int status);
+
+/*
+ * The length of a response's head: up to and including the blank line that
+ * ends it (all of resp[0..len) if there is none).  The answer to a HEAD is
+ * the GET's response cut there: same status line and headers, Content-Length
+ * included, no body (RFC 9110 9.3.2).
+ */
+size_t wse_http_head_len(const char *resp, size_t len);
+
+/*
+ * Renders a peer-supplied value (a header's bytes) for a log line into out
+ * (cap >= 8): in double quotes, with '"', '\\', control bytes and bytes
+ * >= 0x7F as \xHH, so that a log line stays one printable line whatever the
+ * peer sent.  A value that does not fit is cut where whole escapes still
+ * fit, and the closing quote is followed by "..." to say so.  Always
+ * NUL-terminated; returns out.
+ */
+char *wse_http_quote(char *out, size_t cap, const char *v, size_t len);
 
 #endif

@@ -53,6 +53,7 @@ enum conn_flag {
     F_SHUT_DONE = 1 << 2,
     F_DEAD = 1 << 3,            /* freed at the end of this loop iteration */
     F_INPUT_HELD = 1 << 4,      /* tail holds read input not parsed yet (paused mid-read) */
+    F_HEAD = 1 << 5,            /* the request was a HEAD: answers go without their body */
 };
 
 enum timer_kind { TK_NONE, TK_HANDSHAKE, TK_IDLE, TK_PINGED, TK_CLOSE };
@@ -133,6 +134,7 @@ static struct {
     size_t scratch_used;
     char page[8192];            /* the browser page's whole response, built once */
     size_t page_len;
+    size_t page_head_len;       /* ... its head: what a HEAD gets */
 } W;
 
 #define RB (W.rbuf + HEADROOM)
@@ -667,18 +669,43 @@ static bool span_is(const char *buf, struct wse_span s, const char *str)
     return s.len == n && memcmp(buf + s.off, str, n) == 0;
 }
 
+/*
+ * With --allow-origin, the listed origins and the server's own: a page this
+ * server served (its Origin names the Host the request was sent to, an
+ * address reached without DNS, see wse_origin_is_own()) must be able to
+ * connect back, or the allow list would lock out the server's own page.
+ */
 static bool origin_allowed(const struct wse_http_req *req, const char *buf)
 {
     const struct wse_config *cfg = W.cfg;
+    const char *origin = buf + req->origin.off;
 
     if (!cfg->norigins)
         return true;
     for (unsigned i = 0; i < cfg->norigins; i++) {
         size_t n = strlen(cfg->origins[i]);
-        if (req->origin.len == n && wse_ascii_casecmp(buf + req->origin.off, cfg->origins[i], n) == 0)
+        if (req->origin.len == n && wse_ascii_casecmp(origin, cfg->origins[i], n) == 0)
             return true;
     }
-    return false;
+    return wse_origin_is_own(origin, req->origin.len, buf + req->host.off, req->host.len);
+}
+
+/* Names what was refused: both values are the peer's, hence quoted. */
+static void log_refused_origin(const struct conn *c, const struct wse_http_req *req,
+                               const char *buf)
+{
+    char addr[WSE_ADDR_MAX], origin[128], host[96];
+
+    if (req->origin.len == 0) {
+        log_limited(WSE_LOG_INFO, "origin refused",
+                    "%s origin refused: no Origin (--allow-origin is set)", peer_str(c, addr));
+        return;
+    }
+    log_limited(WSE_LOG_INFO, "origin refused",
+                "%s origin refused: Origin %s is not in --allow-origin nor this server's "
+                "own (Host %s)", peer_str(c, addr),
+                wse_http_quote(origin, sizeof origin, buf + req->origin.off, req->origin.len),
+                wse_http_quote(host, sizeof host, buf + req->host.off, req->host.len));
 }
 
 static void hs_free(struct conn *c)
@@ -721,7 +748,7 @@ static void respond(struct conn *c, int status, const char *extra, const char *b
     set_cause(c, CC_SERVER);
     hs_free(c);
     linger(c);
-    send_bytes(c, resp, n);
+    send_bytes(c, resp, c->flags & F_HEAD ? wse_http_head_len(resp, n) : n);
 }
 
 static void respond_page(struct conn *c)
@@ -730,7 +757,7 @@ static void respond_page(struct conn *c)
     set_cause(c, CC_SERVER);
     hs_free(c);
     linger(c);
-    send_bytes(c, W.page, W.page_len);
+    send_bytes(c, W.page, c->flags & F_HEAD ? W.page_head_len : W.page_len);
 }
 
 static void upgrade(struct conn *c, const struct wse_http_req *req, const char *buf)
@@ -750,40 +777,73 @@ static void upgrade(struct conn *c, const struct wse_http_req *req, const char *
     send_bytes(c, resp, n);
 }
 
+/* What every resource here allows (RFC 9110 15.5.6: a 405 must list it). */
+#define ALLOW_GET_HEAD "Allow: GET, HEAD\r\n"
+
+/* The headers that go with a refusal of the handshake. */
+static const char *refusal_headers(int status)
+{
+    if (status == 405)
+        return ALLOW_GET_HEAD;
+    return status == 426 ? WSE_HANDSHAKE_426_HEADERS : NULL;
+}
+
+static void route_healthz(struct conn *c)
+{
+    if (W.draining)
+        respond(c, 503, NULL, "draining\n");
+    else
+        respond(c, 200, NULL, "ok\n");
+}
+
+/*
+ * Three resources, /healthz, / (the page) and the endpoint, each allowing
+ * GET and HEAD; a HEAD gets the GET's answer without its body.  A HEAD
+ * never upgrades (RFC 6455 4.1 asks for GET; RFC 9110 7.8 lets a server
+ * ignore Upgrade): it gets what the same GET without Upgrade would get.
+ */
 static void route(struct conn *c, const struct wse_http_req *req, const char *buf)
 {
-    if (span_is(buf, req->path, "/healthz")) {
-        if (req->method != WSE_HTTP_GET)
-            respond(c, 405, "Allow: GET\r\n", NULL);
-        else if (W.draining)
-            respond(c, 503, NULL, "draining\n");
-        else
-            respond(c, 200, NULL, "ok\n");
+    bool healthz = span_is(buf, req->path, "/healthz");
+    bool root = span_is(buf, req->path, "/");
+    bool endpoint = span_is(buf, req->path, W.cfg->path);
+
+    if (!healthz && !root && !endpoint) {
+        respond(c, 404, NULL, NULL);
         return;
     }
-    bool endpoint = span_is(buf, req->path, W.cfg->path);
-    bool plain_get = req->method == WSE_HTTP_GET && !(req->flags & WSE_HTTP_UPGRADE_WS);
+    if (req->method == WSE_HTTP_OTHER) {
+        respond(c, 405, ALLOW_GET_HEAD, NULL);
+        return;
+    }
+    if (req->method == WSE_HTTP_HEAD)
+        c->flags |= F_HEAD;
+    if (healthz) {
+        route_healthz(c);
+        return;
+    }
+    bool plain = req->method == WSE_HTTP_HEAD || !(req->flags & WSE_HTTP_UPGRADE_WS);
     /* "Open http://host:8000/websocket in a browser", as the tutorial said. */
-    if (plain_get && (span_is(buf, req->path, "/") ||
-                      (endpoint && (req->flags & WSE_HTTP_ACCEPT_HTML)))) {
+    if (plain && (root || (endpoint && (req->flags & WSE_HTTP_ACCEPT_HTML)))) {
         respond_page(c);
         return;
     }
     if (!endpoint) {
-        respond(c, 404, NULL, NULL);
+        respond(c, 404, NULL, NULL);    /* an upgrade of / when the endpoint is elsewhere */
         return;
     }
-    if (plain_get) {
+    if (plain) {
         /* A plain GET of the endpoint by a non-browser: it only speaks WebSocket. */
         respond(c, 426, "Upgrade: websocket\r\n" WSE_HANDSHAKE_426_HEADERS, NULL);
         return;
     }
     int status = wse_handshake_check(req, buf);
     if (status) {
-        respond(c, status, status == 426 ? WSE_HANDSHAKE_426_HEADERS : NULL, NULL);
+        respond(c, status, refusal_headers(status), NULL);
         return;
     }
     if (!origin_allowed(req, buf)) {
+        log_refused_origin(c, req, buf);
         respond(c, 403, NULL, NULL);
         return;
     }
@@ -953,6 +1013,9 @@ static void hs_read(struct conn *c)
     }
     hs_free(c);
     if (rc == WSE_FAIL) {
+        /* A response to HEAD has no body, even a refusal (RFC 9110 9.3.2). */
+        if (req.method == WSE_HTTP_HEAD)
+            c->flags |= F_HEAD;
         respond(c, req.status, NULL, NULL);
         return;
     }
@@ -1144,6 +1207,7 @@ int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg,
     W.hs_budget = HS_BUDGET_HEADS * (sizeof(struct hs) + hs_cap());
     W.rbuf = malloc(HEADROOM + RBUF_SIZE);
     W.page_len = wse_page_response(W.page, sizeof W.page, cfg->path);
+    W.page_head_len = wse_http_head_len(W.page, W.page_len);
     if (!W.rbuf || !W.page_len)
         return -1;
 

@@ -165,3 +165,121 @@ size_t wse_handshake_response(char *out, size_t cap, const char *key, size_t key
     PUT_LIT(&o, "\r\n");
     return o.overflow ? 0 : o.len;
 }
+
+/* ---- own origin ---- */
+
+/* host[:port] split; port is the default when absent.  False if malformed. */
+struct authority {
+    const char *host;
+    size_t host_len;
+    unsigned port;
+};
+
+static bool parse_port(const char *p, size_t len, unsigned *port)
+{
+    unsigned v = 0;
+
+    if (len == 0 || len > 5)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        v = v * 10 + (unsigned)(p[i] - '0');
+    }
+    if (v == 0 || v > 65535)
+        return false;
+    *port = v;
+    return true;
+}
+
+/* An IPv6 literal keeps its brackets in the host part: "[::1]:8000". */
+static bool split_authority(const char *a, size_t len, unsigned def_port, struct authority *out)
+{
+    size_t host_end = len;
+
+    if (len && a[0] == '[') {
+        const char *close = memchr(a, ']', len);
+        if (!close)
+            return false;
+        host_end = (size_t)(close - a) + 1;
+        if (host_end < len && a[host_end] != ':')
+            return false;
+    } else {
+        const char *colon = memchr(a, ':', len);
+        if (colon)
+            host_end = (size_t)(colon - a);
+    }
+    if (host_end == 0)
+        return false;
+    out->host = a;
+    out->host_len = host_end;
+    out->port = def_port;
+    if (host_end == len)
+        return true;
+    return parse_port(a + host_end + 1, len - host_end - 1, &out->port);
+}
+
+/* Four dot-separated decimal numbers of 0-255: what a browser's URL parser
+ * makes of a host whose last label is numeric, so never a DNS name. */
+static bool is_ipv4_literal(const char *h, size_t len)
+{
+    unsigned parts = 0, digits = 0, value = 0;
+
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || h[i] == '.') {
+            if (digits == 0 || value > 255)
+                return false;
+            parts++;
+            digits = value = 0;
+        } else if (h[i] >= '0' && h[i] <= '9' && digits < 3) {
+            value = value * 10 + (unsigned)(h[i] - '0');
+            digits++;
+        } else {
+            return false;
+        }
+    }
+    return parts == 4;
+}
+
+/* Brackets around hex digits, colons and dots (an embedded IPv4 tail). */
+static bool is_ipv6_literal(const char *h, size_t len)
+{
+    if (len < 4 || h[0] != '[' || h[len - 1] != ']')
+        return false;
+    for (size_t i = 1; i + 1 < len; i++) {
+        char c = h[i];
+        bool hexdigit = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+        if (!hexdigit && c != ':' && c != '.')
+            return false;
+    }
+    return memchr(h, ':', len) != NULL;
+}
+
+static bool reached_without_dns(const char *h, size_t len)
+{
+    return is_ipv4_literal(h, len) || is_ipv6_literal(h, len) ||
+           (len == 9 && wse_ascii_casecmp(h, "localhost", 9) == 0);
+}
+
+bool wse_origin_is_own(const char *origin, size_t olen, const char *host, size_t hlen)
+{
+    static const char http[] = "http://", https[] = "https://";
+    struct authority o, h;
+    unsigned def_port;
+    size_t skip;
+
+    if (olen >= sizeof https - 1 && wse_ascii_casecmp(origin, https, sizeof https - 1) == 0) {
+        skip = sizeof https - 1;
+        def_port = 443;
+    } else if (olen >= sizeof http - 1 && wse_ascii_casecmp(origin, http, sizeof http - 1) == 0) {
+        skip = sizeof http - 1;
+        def_port = 80;
+    } else {
+        return false;
+    }
+    if (!split_authority(origin + skip, olen - skip, def_port, &o) ||
+        !split_authority(host, hlen, def_port, &h))
+        return false;
+    return o.host_len == h.host_len && wse_ascii_casecmp(o.host, h.host, h.host_len) == 0 &&
+           o.port == h.port && reached_without_dns(h.host, h.host_len);
+}

@@ -211,11 +211,12 @@ static void apply_version(struct wse_http_req *req, const char *v, size_t len)
     }
 }
 
-static void apply_host(struct wse_http_req *req)
+static void apply_host(struct wse_http_req *req, struct wse_span v)
 {
     if (req->flags & WSE_HTTP_HOST)
         req->flags |= WSE_HTTP_HOST_DUP;
     req->flags |= WSE_HTTP_HOST;
+    set_once(&req->host, v);
 }
 
 /* A second Sec-WebSocket-Key is flagged whatever the first one held. */
@@ -234,7 +235,7 @@ static void apply_header(struct wse_http_req *req, const char *buf, struct wse_s
 
     switch (req->hdr_kind) {
     case H_HOST:
-        apply_host(req);
+        apply_host(req, v);
         break;
     case H_UPGRADE:
         if (list_has_token(p, v.len, "websocket"))
@@ -296,7 +297,13 @@ static enum step step_method(struct wse_http_req *req, const char *buf, size_t p
     if (c != ' ' || p == 0)
         return fail(req, 400);
     req->method_name = (struct wse_span){ 0, (uint16_t)p };
-    req->method = (p == 3 && memcmp(buf, "GET", 3) == 0) ? WSE_HTTP_GET : WSE_HTTP_OTHER;
+    /* Methods are case-sensitive (RFC 9110 9.1): "get" is another one. */
+    if (p == 3 && memcmp(buf, "GET", 3) == 0)
+        req->method = WSE_HTTP_GET;
+    else if (p == 4 && memcmp(buf, "HEAD", 4) == 0)
+        req->method = WSE_HTTP_HEAD;
+    else
+        req->method = WSE_HTTP_OTHER;
     req->state = ST_TARGET;
     return STEP_GO;
 }
@@ -543,4 +550,59 @@ size_t wse_http_response(char *out, size_t cap, int status,
         wse_out_str(&o, "\n");
     }
     return o.overflow ? 0 : o.len;
+}
+
+size_t wse_http_head_len(const char *resp, size_t len)
+{
+    const char *end = memmem(resp, len, "\r\n\r\n", 4);
+
+    return end ? (size_t)(end - resp) + 4 : len;
+}
+
+/* The bytes a log line shows as they are: printable ASCII but the quote
+ * and the backslash, which would make the rendering ambiguous. */
+static bool quote_as_is(unsigned char c)
+{
+    return c >= 0x20 && c < 0x7F && c != '"' && c != '\\';
+}
+
+/* Bytes needed to render v[0..len), quotes excluded. */
+static size_t quoted_len(const char *v, size_t len)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++)
+        n += quote_as_is((unsigned char)v[i]) ? 1 : 4;
+    return n;
+}
+
+char *wse_http_quote(char *out, size_t cap, const char *v, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    static const char cut[] = "\"...";
+    bool whole = 2 + quoted_len(v, len) < cap;      /* two quotes, then the NUL */
+    size_t room = whole ? cap : cap - sizeof cut;   /* where the escapes must end */
+    size_t n = 0, i;
+
+    out[n++] = '"';
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (quote_as_is(c)) {
+            if (n + 1 > room)
+                break;
+            out[n++] = (char)c;
+            continue;
+        }
+        if (n + 4 > room)
+            break;
+        out[n++] = '\\';
+        out[n++] = 'x';
+        out[n++] = hex[c >> 4];
+        out[n++] = hex[c & 15];
+    }
+    if (whole)
+        memcpy(out + n, "\"", 2);
+    else
+        memcpy(out + n, cut, sizeof cut);
+    return out;
 }

@@ -10,7 +10,9 @@
  *   - every span lies within the parsed header block;
  *   - the statuses are the documented ones only;
  *   - a request wse_handshake_check() accepts yields a 28-character accept
- *     and a 101 response.
+ *     and a 101 response;
+ *   - the own-origin test and the log quoting of Origin and Host read only
+ *     their spans (ASan) and the quoting stays within its buffer, printable.
  * Limits are small enough that 431 is reachable with libFuzzer's default
  * input sizes.
  */
@@ -43,6 +45,7 @@ static void same_result(const struct wse_http_req *a, const struct wse_http_req 
     same_span(a->method_name, b->method_name);
     same_span(a->path, b->path);
     same_span(a->query, b->query);
+    same_span(a->host, b->host);
     same_span(a->origin, b->origin);
     same_span(a->key, b->key);
     same_span(a->protocol, b->protocol);
@@ -59,6 +62,7 @@ static void spans_within(const struct wse_http_req *r)
     span_within(r->method_name, r->parsed);
     span_within(r->path, r->parsed);
     span_within(r->query, r->parsed);
+    span_within(r->host, r->parsed);
     span_within(r->origin, r->parsed);
     span_within(r->key, r->parsed);
     span_within(r->protocol, r->parsed);
@@ -100,6 +104,20 @@ static void exercise_handshake(const struct wse_http_req *req, const char *buf)
     CHECK(n > 0 && memcmp(out, "HTTP/1.1 101 ", 13) == 0);
 }
 
+/* What conn.c does with Origin and Host when --allow-origin refuses one. */
+static void exercise_origin(const struct wse_http_req *req, const char *buf)
+{
+    char out[40];
+
+    (void)wse_origin_is_own(wse_span_ptr(buf, req->origin), req->origin.len,
+                            wse_span_ptr(buf, req->host), req->host.len);
+    wse_http_quote(out, sizeof out, wse_span_ptr(buf, req->origin), req->origin.len);
+    size_t n = strlen(out);
+    CHECK(n < sizeof out && out[0] == '"');
+    for (size_t i = 0; i < n; i++)
+        CHECK(out[i] >= 0x20 && out[i] < 0x7F);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -123,5 +141,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(whole.parsed >= 4 && memcmp(buf + whole.parsed - 4, "\r\n\r\n", 4) == 0);
     spans_within(&whole);
     exercise_handshake(&whole, buf);
+    exercise_origin(&whole, buf);
     return 0;
 }

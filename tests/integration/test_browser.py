@@ -5,7 +5,8 @@ page; it connects; a message typed into the box and sent with a click (and
 one sent with Enter) comes back into the log as text, an empty one as
 "(empty message)"; the page loads nothing but itself and its WebSocket, with
 no console error; after a reload drains its connection, its Reconnect button
-connects again.
+connects again; with --allow-origin naming another site, the page still
+connects to its own server.
 
 Skipped (never passed) when /usr/bin/chromium is not installed.
 """
@@ -188,3 +189,27 @@ def test_browser_types_and_clicks_and_sees_the_echo():
     cdp.require_chromium()
     with Server("--drain-timeout", "0") as srv, cdp.Chromium(start_timeout=30) as browser:
         asyncio.run(drive(srv, browser))
+
+
+async def drive_allow_listed(srv, browser):
+    base = f"http://{wse.HOST}:{srv.port}"
+    ws_url = f"ws://{wse.HOST}:{srv.port}/websocket"
+    async with cdp.connect(browser.ws_url, timeout=wse.scaled(20)) as conn:
+        page = await conn.new_page()
+        for domain in ("Network", "Page", "Runtime", "Log"):
+            await page.send(f"{domain}.enable")
+        await open_page(page, base + "/", ws_url)
+        await send_by_ui(page, TEXT, [])
+        srv.wait_for_line(r"\d+\.\d+\.\d+\.\d+:\d+ open /websocket\b", 10)
+        refused = srv.find_lines(r" http \d{3} | origin refused")
+        assert not refused, f"the server refused its own page: {refused[0].string}"
+
+
+@wse.timeout(60)
+def test_browser_page_works_with_allow_origin():
+    """--allow-origin for another site does not lock out the server's own
+    page: its Origin names the address the browser connected to."""
+    cdp.require_chromium()
+    with Server("--allow-origin", "https://example.com") as srv, \
+            cdp.Chromium(start_timeout=30) as browser:
+        asyncio.run(drive_allow_listed(srv, browser))

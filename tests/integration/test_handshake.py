@@ -2,6 +2,7 @@
 answer the server must close the connection."""
 import base64
 import os
+import re
 
 import wse
 from wse import HOST, OP_TEXT, RawWS, Server, accept_key, http_request
@@ -176,6 +177,59 @@ def test_origin_allow_list():
     with Server() as srv:
         data, key = request(extra=["Origin: http://evil.example"])
         expect_101(srv.port, data, key, "any origin without --allow-origin")
+
+
+def test_own_origin_with_allow_list():
+    """--allow-origin keeps the server's own page working: an Origin that
+    names the Host the request went to, when that host is an IP literal or
+    localhost.  A DNS name never counts that way (DNS rebinding)."""
+    with Server("--allow-origin", "https://example.com") as srv:
+        own = [
+            (f"{HOST}:{srv.port}", f"http://{HOST}:{srv.port}"),
+            (f"{HOST}:{srv.port}", f"https://{HOST}:{srv.port}"),
+            (f"localhost:{srv.port}", f"http://localhost:{srv.port}"),
+            (f"[::1]:{srv.port}", f"http://[::1]:{srv.port}"),
+            (HOST, f"http://{HOST}"),
+            (f"{HOST}:443", f"https://{HOST}"),
+        ]
+        for host, origin in own:
+            data, key = request(host=host, extra=[f"Origin: {origin}"])
+            expect_101(srv.port, data, key, f"own origin {origin} (Host {host})")
+        others = [
+            (f"evil.example:{srv.port}", f"http://evil.example:{srv.port}"),
+            (f"{HOST}:{srv.port}", f"http://{HOST}:{srv.port + 1 if srv.port < 65535 else 1}"),
+            (f"{HOST}:{srv.port}", f"http://127.0.0.2:{srv.port}"),
+            (f"{HOST}:{srv.port}", "null"),
+            (f"{HOST}:80", f"https://{HOST}"),
+        ]
+        for host, origin in others:
+            mark = srv.mark()
+            expect_status(srv.port, request(host=host, extra=[f"Origin: {origin}"])[0], 403,
+                          f"Origin {origin} with Host {host}")
+            srv.wait_for_line(rf"origin refused: Origin \"{re.escape(origin)}\" is not in "
+                              rf"--allow-origin nor this server's own \(Host \"{re.escape(host)}\"\)",
+                              10, start=mark)
+        data, key = request(extra=["Origin: https://example.com"])
+        expect_101(srv.port, data, key, "the listed origin")
+
+
+def test_refused_origin_logged_escaped():
+    """The refused Origin is the peer's: its log line shows it escaped and
+    cut, one printable line."""
+    with Server("--allow-origin", "https://example.com") as srv:
+        mark = srv.mark()
+        hostile = b"http://ev\til\x80\xff\"x\\" + b"A" * 3000
+        data = request(extra=[])[0].encode().replace(b"\r\n\r\n", b"\r\nOrigin: " + hostile + b"\r\n\r\n")
+        expect_status(srv.port, data, 403, "hostile Origin")
+        m = srv.wait_for_line(r"origin refused: Origin (\S+) is not in --allow-origin", 10, start=mark)
+        shown = m.group(1)
+        assert shown.startswith(r'"http://ev\x09il\x80\xff\x22x\x5cAAA'), shown
+        assert shown.endswith('"...'), shown
+        assert len(m.string) < 400, f"log line of {len(m.string)} characters"
+        assert all(32 <= ord(ch) < 127 for ch in m.string.rstrip("\n")), repr(m.string)
+        mark = srv.mark()
+        expect_status(srv.port, request()[0], 403, "no Origin")
+        srv.wait_for_line(r"origin refused: no Origin \(--allow-origin is set\)", 10, start=mark)
 
 
 def test_path_option():

@@ -4,6 +4,7 @@
  * wse_handshake_check() with its exact status.
  */
 #include <check.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,6 +277,89 @@ START_TEST(test_check_then_respond)
 }
 END_TEST
 
+/* ---- the server's own origin ---- */
+
+static const struct {
+    const char *origin, *host;
+    bool own;
+} own_cases[] = {
+    /* The page's origin and the Host its WebSocket sends, as browsers make them. */
+    { "http://127.0.0.1:8000", "127.0.0.1:8000", true },
+    { "http://[::1]:8000", "[::1]:8000", true },
+    { "http://[::ffff:127.0.0.1]:8000", "[::FFFF:127.0.0.1]:8000", true },
+    { "http://localhost:8000", "localhost:8000", true },
+    { "HTTP://LOCALHOST:8000", "localhost:8000", true },
+    { "https://192.0.2.7", "192.0.2.7", true },
+    /* Default ports: a missing one is the Origin scheme's. */
+    { "http://192.0.2.7", "192.0.2.7:80", true },
+    { "http://192.0.2.7:80", "192.0.2.7", true },
+    { "https://192.0.2.7", "192.0.2.7:443", true },
+    { "https://192.0.2.7:443", "192.0.2.7", true },
+    { "https://192.0.2.7", "192.0.2.7:80", false },
+    { "http://192.0.2.7", "192.0.2.7:443", false },
+    { "http://192.0.2.7:8000", "192.0.2.7:8001", false },
+    { "http://192.0.2.7:8000", "192.0.2.7", false },
+    { "http://192.0.2.7:08000", "192.0.2.7:8000", true },
+    /* Another host. */
+    { "http://127.0.0.1:8000", "127.0.0.2:8000", false },
+    { "http://[::1]:8000", "127.0.0.1:8000", false },
+    { "http://localhost:8000", "127.0.0.1:8000", false },
+    /* DNS names never count, equal or not: DNS rebinding makes them equal. */
+    { "http://evil.example:8000", "evil.example:8000", false },
+    { "https://echo.example.com", "echo.example.com", false },
+    { "http://localhost.evil.example", "localhost.evil.example", false },
+    { "http://localhost.:8000", "localhost.:8000", false },
+    { "http://1.2.3.4.nip.io", "1.2.3.4.nip.io", false },
+    { "http://1.2.3", "1.2.3", false },
+    { "http://1.2.3.4.5", "1.2.3.4.5", false },
+    { "http://1.2.3.256", "1.2.3.256", false },
+    { "http://1.2.3.0004", "1.2.3.0004", false },
+    { "http://[evil.example]", "[evil.example]", false },
+    { "http://[]", "[]", false },
+    /* Not an origin a browser sends for a page of ours. */
+    { "null", "127.0.0.1:8000", false },
+    { "", "127.0.0.1:8000", false },
+    { "ws://127.0.0.1:8000", "127.0.0.1:8000", false },
+    { "file://127.0.0.1", "127.0.0.1", false },
+    { "chrome-extension://127.0.0.1", "127.0.0.1", false },
+    { "http://127.0.0.1:8000/", "127.0.0.1:8000", false },
+    { "http://127.0.0.1/", "127.0.0.1/", false },
+    { "http://u@127.0.0.1", "u@127.0.0.1", false },
+    { "http://", "", false },
+    { "http://127.0.0.1:8000", "", false },
+    /* Malformed ports and brackets. */
+    { "http://127.0.0.1:", "127.0.0.1:", false },
+    { "http://127.0.0.1:0", "127.0.0.1:0", false },
+    { "http://127.0.0.1:65536", "127.0.0.1:65536", false },
+    { "http://127.0.0.1:99999", "127.0.0.1:99999", false },
+    { "http://127.0.0.1:123456", "127.0.0.1:123456", false },
+    { "http://127.0.0.1:8x", "127.0.0.1:8x", false },
+    { "http://127.0.0.1:-1", "127.0.0.1:-1", false },
+    { "http://[::1]x", "[::1]x", false },
+    { "http://[::1", "[::1", false },
+    { "http://::1", "::1", false },
+};
+
+START_TEST(test_origin_is_own)
+{
+    const char *o = own_cases[_i].origin, *h = own_cases[_i].host;
+    bool got = wse_origin_is_own(o, strlen(o), h, strlen(h));
+
+    ck_assert_msg(got == own_cases[_i].own, "Origin %s, Host %s: got %d", o, h, got);
+}
+END_TEST
+
+/* Spans of a larger buffer: nothing is read past the lengths given. */
+START_TEST(test_origin_is_own_bounded)
+{
+    static const char buf[] = "http://127.0.0.1:80009127.0.0.1:80001";
+
+    ck_assert(wse_origin_is_own(buf, 21, buf + 22, 14));
+    ck_assert(!wse_origin_is_own(buf, 22, buf + 22, 14));
+    ck_assert(!wse_origin_is_own(buf, 21, buf + 22, 15));
+}
+END_TEST
+
 static Suite *handshake_suite(void)
 {
     Suite *s = suite_create("handshake");
@@ -295,6 +379,11 @@ static Suite *handshake_suite(void)
     tc = tcase_create("check");
     tcase_add_loop_test(tc, test_check, 0, (int)countof(checks));
     tcase_add_test(tc, test_check_then_respond);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("origin");
+    tcase_add_loop_test(tc, test_origin_is_own, 0, (int)countof(own_cases));
+    tcase_add_test(tc, test_origin_is_own_bounded);
     suite_add_tcase(s, tc);
     return s;
 }

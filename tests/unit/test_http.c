@@ -36,10 +36,10 @@ static void assert_same_result(const struct wse_http_req *a, const struct wse_ht
     ck_assert_uint_eq(a->version_minor, b->version_minor);
     ck_assert_uint_eq(a->flags, b->flags);
     ck_assert_uint_eq(a->nheaders, b->nheaders);
-    const struct wse_span *sa[] = { &a->method_name, &a->path, &a->query, &a->origin,
-                                    &a->key, &a->protocol, &a->extensions };
-    const struct wse_span *sb[] = { &b->method_name, &b->path, &b->query, &b->origin,
-                                    &b->key, &b->protocol, &b->extensions };
+    const struct wse_span *sa[] = { &a->method_name, &a->path, &a->query, &a->host,
+                                    &a->origin, &a->key, &a->protocol, &a->extensions };
+    const struct wse_span *sb[] = { &b->method_name, &b->path, &b->query, &b->host,
+                                    &b->origin, &b->key, &b->protocol, &b->extensions };
     for (size_t i = 0; i < countof(sa); i++) {
         ck_assert_uint_eq(sa[i]->off, sb[i]->off);
         ck_assert_uint_eq(sa[i]->len, sb[i]->len);
@@ -186,6 +186,18 @@ static const struct valid_case valid[] = {
       "M-SEARCH /a/b/c?x?y=1#frag HTTP/9.7\r\nHOST: h\r\n\r\n",
       WSE_HTTP_OTHER, 9, 7, WSE_HTTP_HOST, 1,
       "M-SEARCH", "/a/b/c", "x?y=1#frag", NULL, NULL, NULL, NULL },
+    { "head",
+      "HEAD /healthz HTTP/1.1\r\nHost: h\r\n\r\n",
+      WSE_HTTP_HEAD, 1, 1, WSE_HTTP_HOST, 1,
+      "HEAD", "/healthz", NULL, NULL, NULL, NULL, NULL },
+    { "lowercase-head-is-not-head",
+      "head / HTTP/1.1\r\n\r\n",
+      WSE_HTTP_OTHER, 1, 1, 0, 0,
+      "head", "/", NULL, NULL, NULL, NULL, NULL },
+    { "heads-is-not-head",
+      "HEADS / HTTP/1.1\r\n\r\n",
+      WSE_HTTP_OTHER, 1, 1, 0, 0,
+      "HEADS", "/", NULL, NULL, NULL, NULL, NULL },
     { "lowercase-get-is-not-get",
       "get / HTTP/1.1\r\n\r\n",
       WSE_HTTP_OTHER, 1, 1, 0, 0,
@@ -316,6 +328,31 @@ START_TEST(test_trailing_bytes_untouched)
         ck_assert_uint_eq(req.parsed, n);
     }
     check_valid(c, &req);
+}
+END_TEST
+
+/* The Host value: trimmed, the first line's when repeated, absent as {0, 0}. */
+START_TEST(test_host_span)
+{
+    static const struct { const char *req, *host; } cases[] = {
+        { "GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n", "127.0.0.1:8000" },
+        { "GET / HTTP/1.1\r\nhost:\t[::1]:80 \t\r\n\r\n", "[::1]:80" },
+        { "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "a" },
+        { "GET / HTTP/1.1\r\nHost:\r\nHost: b\r\n\r\n", "" },
+        { "GET / HTTP/1.1\r\nX-Host: a\r\n\r\n", NULL },
+    };
+    struct wse_http_req req;
+
+    for (size_t i = 0; i < countof(cases); i++) {
+        const char *b = cases[i].req;
+        ck_assert_int_eq(parse_both(b, strlen(b), &LIM, &req), WSE_OK);
+        if (cases[i].host && !cases[i].host[0]) {
+            ck_assert_uint_ne(req.host.off, 0);     /* present, if empty */
+            ck_assert_uint_eq(req.host.len, 0);
+        } else {
+            assert_span(b, req.host, cases[i].host);
+        }
+    }
 }
 END_TEST
 
@@ -690,6 +727,69 @@ START_TEST(test_reasons)
 }
 END_TEST
 
+/* A HEAD's answer is the GET's head: up to and including the blank line. */
+START_TEST(test_head_len)
+{
+    char out[512];
+    size_t n = wse_http_response(out, sizeof(out), 200, "X-A: b\r\n", NULL, "ok\n", 3);
+    static const char head[] =
+        "HTTP/1.1 200 OK\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "Content-Length: 3\r\n"
+        "Connection: close\r\n"
+        "X-A: b\r\n"
+        "\r\n";
+
+    ck_assert_uint_eq(wse_http_head_len(out, n), sizeof(head) - 1);
+    ck_assert(memcmp(out, head, sizeof(head) - 1) == 0);
+    /* A body holding CRLFCRLF does not move the cut. */
+    n = wse_http_response(out, sizeof(out), 200, "X-A: b\r\n", NULL, "\r\n\r\n", 4);
+    ck_assert_uint_eq(wse_http_head_len(out, n), sizeof(head) - 1);
+    /* No blank line: all of it (never past len). */
+    ck_assert_uint_eq(wse_http_head_len("HTTP/1.1 200 OK\r\n\r", 18), 18);
+    ck_assert_uint_eq(wse_http_head_len("", 0), 0);
+}
+END_TEST
+
+START_TEST(test_quote)
+{
+    char out[64];
+
+    ck_assert_str_eq(wse_http_quote(out, sizeof out, S("https://a.example")),
+                     "\"https://a.example\"");
+    ck_assert_str_eq(wse_http_quote(out, sizeof out, "", 0), "\"\"");
+    /* Quote, backslash, controls, DEL and obs-text are escaped; NUL too. */
+    ck_assert_str_eq(wse_http_quote(out, sizeof out, S("a\"b\\c\td\r\n\x7f\x80\xff\0e")),
+                     "\"a\\x22b\\x5cc\\x09d\\x0d\\x0a\\x7f\\x80\\xff\\x00e\"");
+}
+END_TEST
+
+/* Too long: cut at a whole escape, marked, and never past cap. */
+START_TEST(test_quote_cut)
+{
+    char value[300];
+    char out[40];
+
+    memset(value, 'a', sizeof value);
+    for (size_t cap = 8; cap <= sizeof out; cap++) {
+        memset(out, '#', sizeof out);
+        wse_http_quote(out, cap, value, sizeof value);
+        size_t n = strlen(out);
+        ck_assert_uint_eq(n, cap - 1);          /* all of cap used, NUL last */
+        ck_assert_str_eq(out + n - 4, "\"...");
+        for (size_t i = cap; i < sizeof out; i++)
+            ck_assert_int_eq(out[i], '#');
+    }
+    /* Exactly fitting: no mark ("aaaaa": 5 + 2 quotes + NUL = 8). */
+    ck_assert_str_eq(wse_http_quote(out, 8, "aaaaa", 5), "\"aaaaa\"");
+    ck_assert_str_eq(wse_http_quote(out, 8, "aaaaaa", 6), "\"aa\"...");
+    /* An escape that does not fit whole is left out whole. */
+    memset(value, 0x01, 10);
+    wse_http_quote(out, 12, value, 10);
+    ck_assert_str_eq(out, "\"\\x01\"...");
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
     Suite *s = suite_create("http");
@@ -698,6 +798,7 @@ static Suite *http_suite(void)
     tcase_add_loop_test(tc, test_valid, 0, (int)countof(valid));
     tcase_add_loop_test(tc, test_trailing_bytes_untouched, 0, (int)countof(valid));
     tcase_add_loop_test(tc, test_bad, 0, (int)countof(bad));
+    tcase_add_test(tc, test_host_span);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("limits");
@@ -721,6 +822,9 @@ static Suite *http_suite(void)
     tcase_add_test(tc, test_response_cap_too_small);
     tcase_add_test(tc, test_response_bad_status);
     tcase_add_test(tc, test_reasons);
+    tcase_add_test(tc, test_head_len);
+    tcase_add_test(tc, test_quote);
+    tcase_add_test(tc, test_quote_cut);
     suite_add_tcase(s, tc);
     return s;
 }
