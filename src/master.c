@@ -571,10 +571,20 @@ static void on_ready(struct proc *p)
         return;
     if (!M.serving) {
         M.serving = true;
-        log_info("serving %s%s with %u workers", M.cfg.listen[0].text,
-                 M.cfg.nlisten > 1 ? " and more" : "", M.nslots);
-        wse_notify("READY=1\nSTATUS=serving %s with %u workers\nMAINPID=%d",
-                   M.cfg.listen[0].text, M.nslots, (int)M.pid);
+        /* Where to point a client and a browser, on the first address. */
+        const struct wse_listen *l = &M.cfg.listen[0];
+        const char *all = wse_net_wildcard(l);
+        const char *workers = wse_plural(M.nslots, "worker", "workers");
+        char ws[WSE_STR_MAX + WSE_ADDR_MAX + 8], page[WSE_ADDR_MAX + 16], more[48] = "";
+        wse_net_url(ws, sizeof ws, "ws", l, M.cfg.path);
+        wse_net_url(page, sizeof page, "http", l, "/");
+        if (M.cfg.nlisten > 1)
+            snprintf(more, sizeof more, " and %u more %s", M.cfg.nlisten - 1,
+                     wse_plural(M.cfg.nlisten - 1, "address", "addresses"));
+        log_info("serving %s (page %s%s%s)%s with %u %s", ws, page, all ? "; " : "",
+                 all ? all : "", more, M.nslots, workers);
+        wse_notify("READY=1\nSTATUS=serving %s%s with %u %s\nMAINPID=%d", ws, more, M.nslots,
+                   workers, (int)M.pid);
         if (M.reload_again) {
             M.reload_again = false;
             reload();
