@@ -554,9 +554,11 @@ static void swap_generation(void)
     }
     __atomic_store_n(&M.stats.hdr->generation, M.generation, __ATOMIC_RELAXED);
     M.stats.hdr->workers = M.cfg.workers;
-    log_info("reload: generation %u serving with %u workers; %u old workers draining",
-             M.generation, M.nslots, draining);
-    wse_notify("READY=1\nSTATUS=generation %u serving with %u workers", M.generation, M.nslots);
+    log_info("reload: generation %u serving with %u %s; %u old %s draining", M.generation,
+             M.nslots, wse_plural(M.nslots, "worker", "workers"), draining,
+             wse_plural(draining, "worker", "workers"));
+    wse_notify("READY=1\nSTATUS=generation %u serving with %u %s", M.generation, M.nslots,
+               wse_plural(M.nslots, "worker", "workers"));
     if (M.reload_again) {
         M.reload_again = false;
         reload();
@@ -704,7 +706,8 @@ static void reload(void)
     M.generation = ++M.generations;
     M.reloading = true;
     M.nslots = M.next.workers;
-    log_info("reload: starting generation %u with %u workers", M.generation, M.nslots);
+    log_info("reload: starting generation %u with %u %s", M.generation, M.nslots,
+             wse_plural(M.nslots, "worker", "workers"));
     /* Every slot is the new generation's now, retired ones included: no
      * timer of the old one may fire into it (abandon_reload() re-arms them). */
     for (unsigned i = 0; i < WSE_MAX_WORKERS; i++) {
