@@ -176,7 +176,8 @@ static void print_text(const struct wsb_config *cfg, const struct totals *T)
     case WSB_ECHO:
         printf("Running %s test @ %s\n", a, cfg->url);
         printf("  %u %s and %u %s, %" PRIu64 "-byte %s messages, pipeline %u\n", cfg->threads,
-               THREADS(cfg->threads), cfg->conns, CONNS(cfg->conns), cfg->size, kind, cfg->pipeline);
+               THREADS(cfg->threads), cfg->conns, CONNS(cfg->conns), cfg->size, kind,
+               cfg->pipeline);
         break;
     case WSB_RAW:
         printf("Running %s raw TCP test @ %s\n", a, cfg->url);
