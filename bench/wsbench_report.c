@@ -7,7 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common.h"
 #include "wsbench.h"
+
+/* The nouns after a count: "1 thread and 1 connection", "2 threads and 100 connections". */
+#define THREADS(n) wse_plural((n), "thread", "threads")
+#define CONNS(n) wse_plural((n), "connection", "connections")
 
 struct totals {
     uint64_t msgs, cycles, bytes, established, held, closed_clean, pings;
@@ -170,22 +175,24 @@ static void print_text(const struct wsb_config *cfg, const struct totals *T)
     switch (cfg->mode) {
     case WSB_ECHO:
         printf("Running %s test @ %s\n", a, cfg->url);
-        printf("  %u threads and %u connections, %" PRIu64 "-byte %s messages, pipeline %u\n",
-               cfg->threads, cfg->conns, cfg->size, kind, cfg->pipeline);
+        printf("  %u %s and %u %s, %" PRIu64 "-byte %s messages, pipeline %u\n", cfg->threads,
+               THREADS(cfg->threads), cfg->conns, CONNS(cfg->conns), cfg->size, kind,
+               cfg->pipeline);
         break;
     case WSB_RAW:
         printf("Running %s raw TCP test @ %s\n", a, cfg->url);
-        printf("  %u threads and %u connections, %" PRIu64 "-byte blocks, pipeline %u\n",
-               cfg->threads, cfg->conns, cfg->size, cfg->pipeline);
+        printf("  %u %s and %u %s, %" PRIu64 "-byte blocks, pipeline %u\n", cfg->threads,
+               THREADS(cfg->threads), cfg->conns, CONNS(cfg->conns), cfg->size, cfg->pipeline);
         break;
     case WSB_CONNECT_RATE:
         printf("Running %s connect-rate test @ %s\n", a, cfg->url);
-        printf("  %u threads and %u connections, one %" PRIu64 "-byte %s echo per connection\n",
-               cfg->threads, cfg->conns, cfg->size, kind);
+        printf("  %u %s and %u %s, one %" PRIu64 "-byte %s echo per connection\n", cfg->threads,
+               THREADS(cfg->threads), cfg->conns, CONNS(cfg->conns), cfg->size, kind);
         break;
     case WSB_HOLD:
         printf("Running %s hold test @ %s\n", a, cfg->url);
-        printf("  %u threads and %u connections held idle\n", cfg->threads, cfg->conns);
+        printf("  %u %s and %u %s held idle\n", cfg->threads,
+               THREADS(cfg->threads), cfg->conns, CONNS(cfg->conns));
         break;
     }
 
@@ -209,19 +216,22 @@ static void print_text(const struct wsb_config *cfg, const struct totals *T)
     switch (cfg->mode) {
     case WSB_ECHO:
     case WSB_RAW:
-        printf("  %" PRIu64 " messages in %s, %s read\n", T->msgs, b, c);
+        printf("  %" PRIu64 " %s in %s, %s read\n", T->msgs,
+               wse_plural(T->msgs, "message", "messages"), b, c);
         break;
     case WSB_CONNECT_RATE:
-        printf("  %" PRIu64 " connections (connect, handshake, echo, close) in %s, %s read\n",
-               T->cycles, b, c);
+        printf("  %" PRIu64 " %s (connect, handshake, echo, close) in %s, %s read\n",
+               T->cycles, CONNS(T->cycles), b, c);
         break;
     case WSB_HOLD:
-        printf("  %" PRIu64 " of %u connections established", T->established, cfg->conns);
+        printf("  %" PRIu64 " of %u %s established", T->established, cfg->conns,
+               CONNS(cfg->conns));
         if (T->all_open > 0)
             printf(" (all by %s)", fmt_time(a, sizeof a, T->all_open * 1e9));
         printf(", %" PRIu64 " open at the end of %s, %" PRIu64 " closed cleanly\n", T->held, b,
                T->closed_clean);
-        printf("  %" PRIu64 " pings answered, %s read\n", T->pings, c);
+        printf("  %" PRIu64 " %s answered, %s read\n", T->pings,
+               wse_plural(T->pings, "ping", "pings"), c);
         break;
     }
     printf("  Errors: connect %" PRIu64 ", handshake %" PRIu64 ", read %" PRIu64 ", write %" PRIu64

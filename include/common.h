@@ -59,4 +59,19 @@ static inline void wse_out_str(struct wse_out *o, const char *s)
 /* Strings compare equal ignoring ASCII case; n bytes of each. */
 int wse_ascii_casecmp(const char *a, const char *b, size_t n);
 
+/* The noun for a count: wse_plural(n, "worker", "workers"), "1 worker", "0 workers". */
+static inline const char *wse_plural(unsigned long long n, const char *one, const char *many)
+{
+    return n == 1 ? one : many;
+}
+
+/*
+ * A count or a rate for a column, like top(1): at most 5 characters and 3
+ * significant digits: "0", "999", "1.00K", "12.3K", "999K", "1.42M", ... up
+ * to "18.4E" (2^64).  Fractions below 1000 are rounded ("0", "3").
+ * Negative, NaN and values past 999E read "?".  out has WSE_HUMAN_MAX bytes.
+ */
+#define WSE_HUMAN_MAX 8
+void wse_human(char out[WSE_HUMAN_MAX], double v);
+
 #endif

@@ -28,6 +28,19 @@ int wse_net_accept(int lfd, struct sockaddr_storage *peer);
 /* "1.2.3.4:5678" or "[::1]:5678" */
 void wse_net_format(const struct sockaddr_storage *sa, char out[WSE_ADDR_MAX]);
 
+/*
+ * The URL a client uses for l: scheme "ws" or "http", path starting with '/',
+ * e.g. "ws://127.0.0.1:8000/websocket", "http://[::1]:8000/".  Truncated to n.
+ */
+void wse_net_url(char *out, size_t n, const char *scheme, const struct wse_listen *l,
+                 const char *path);
+
+/*
+ * For a wildcard address, what it covers ("all IPv4 interfaces"); NULL for
+ * an address of one interface.
+ */
+const char *wse_net_wildcard(const struct wse_listen *l);
+
 /* Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit. */
 long wse_net_raise_nofile(void);
 

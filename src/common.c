@@ -1,4 +1,5 @@
 /* common.c - the few helpers every module shares. */
+#include <stdio.h>
 #include <string.h>
 
 #include "common.h"
@@ -27,4 +28,38 @@ void wse_out_put(struct wse_out *o, const void *p, size_t n)
     }
     memcpy(o->buf + o->len, p, n);
     o->len += n;
+}
+
+void wse_human(char out[WSE_HUMAN_MAX], double v)
+{
+    static const char units[] = "KMGTPE";
+
+    if (!(v >= 0)) {
+        snprintf(out, WSE_HUMAN_MAX, "?");
+        return;
+    }
+    if (v < 999.5) {
+        snprintf(out, WSE_HUMAN_MAX, "%.0f", v);
+        return;
+    }
+    /*
+     * The thresholds are where printf's rounding would add a digit ("9.995"
+     * prints "10.00"): past each one the next, shorter form is taken.
+     */
+    for (int u = 0; units[u]; u++) {
+        v /= 1000;
+        if (v < 9.995) {
+            snprintf(out, WSE_HUMAN_MAX, "%.2f%c", v, units[u]);
+            return;
+        }
+        if (v < 99.95) {
+            snprintf(out, WSE_HUMAN_MAX, "%.1f%c", v, units[u]);
+            return;
+        }
+        if (v < 999.5) {
+            snprintf(out, WSE_HUMAN_MAX, "%.0f%c", v, units[u]);
+            return;
+        }
+    }
+    snprintf(out, WSE_HUMAN_MAX, "?");
 }

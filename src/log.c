@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "log.h"
 
 enum wse_log_level wse_log_max = WSE_LOG_INFO;
@@ -223,8 +224,8 @@ static double log_clock(void)
 
 static void write_summary(const struct wse_log_limit *l, unsigned held, double span)
 {
-    wse_log_line(l->level, "... and %u more %s lines in the last %.1f s", held, l->what,
-                 span > 0 ? span : 0);
+    wse_log_line(l->level, "... and %u more %s %s in the last %.1f s", held, l->what,
+                 wse_plural(held, "line", "lines"), span > 0 ? span : 0);
 }
 
 bool wse_log_admit(struct wse_log_limit *l, enum wse_log_level level)

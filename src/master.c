@@ -554,9 +554,11 @@ static void swap_generation(void)
     }
     __atomic_store_n(&M.stats.hdr->generation, M.generation, __ATOMIC_RELAXED);
     M.stats.hdr->workers = M.cfg.workers;
-    log_info("reload: generation %u serving with %u workers; %u old workers draining",
-             M.generation, M.nslots, draining);
-    wse_notify("READY=1\nSTATUS=generation %u serving with %u workers", M.generation, M.nslots);
+    log_info("reload: generation %u serving with %u %s; %u old %s draining", M.generation,
+             M.nslots, wse_plural(M.nslots, "worker", "workers"), draining,
+             wse_plural(draining, "worker", "workers"));
+    wse_notify("READY=1\nSTATUS=generation %u serving with %u %s", M.generation, M.nslots,
+               wse_plural(M.nslots, "worker", "workers"));
     if (M.reload_again) {
         M.reload_again = false;
         reload();
@@ -571,10 +573,20 @@ static void on_ready(struct proc *p)
         return;
     if (!M.serving) {
         M.serving = true;
-        log_info("serving %s%s with %u workers", M.cfg.listen[0].text,
-                 M.cfg.nlisten > 1 ? " and more" : "", M.nslots);
-        wse_notify("READY=1\nSTATUS=serving %s with %u workers\nMAINPID=%d",
-                   M.cfg.listen[0].text, M.nslots, (int)M.pid);
+        /* Where to point a client and a browser, on the first address. */
+        const struct wse_listen *l = &M.cfg.listen[0];
+        const char *all = wse_net_wildcard(l);
+        const char *workers = wse_plural(M.nslots, "worker", "workers");
+        char ws[WSE_STR_MAX + WSE_ADDR_MAX + 8], page[WSE_ADDR_MAX + 16], more[48] = "";
+        wse_net_url(ws, sizeof ws, "ws", l, M.cfg.path);
+        wse_net_url(page, sizeof page, "http", l, "/");
+        if (M.cfg.nlisten > 1)
+            snprintf(more, sizeof more, " and %u more %s", M.cfg.nlisten - 1,
+                     wse_plural(M.cfg.nlisten - 1, "address", "addresses"));
+        log_info("serving %s (page %s%s%s)%s with %u %s", ws, page, all ? "; " : "",
+                 all ? all : "", more, M.nslots, workers);
+        wse_notify("READY=1\nSTATUS=serving %s%s with %u %s\nMAINPID=%d", ws, more, M.nslots,
+                   workers, (int)M.pid);
         if (M.reload_again) {
             M.reload_again = false;
             reload();
@@ -694,7 +706,8 @@ static void reload(void)
     M.generation = ++M.generations;
     M.reloading = true;
     M.nslots = M.next.workers;
-    log_info("reload: starting generation %u with %u workers", M.generation, M.nslots);
+    log_info("reload: starting generation %u with %u %s", M.generation, M.nslots,
+             wse_plural(M.nslots, "worker", "workers"));
     /* Every slot is the new generation's now, retired ones included: no
      * timer of the old one may fire into it (abandon_reload() re-arms them). */
     for (unsigned i = 0; i < WSE_MAX_WORKERS; i++) {

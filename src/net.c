@@ -3,6 +3,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -88,6 +89,25 @@ void wse_net_format(const struct sockaddr_storage *sa, char out[WSE_ADDR_MAX])
     } else {
         snprintf(out, WSE_ADDR_MAX, "unknown");
     }
+}
+
+void wse_net_url(char *out, size_t n, const char *scheme, const struct wse_listen *l,
+                 const char *path)
+{
+    /* l->host is inet_ntop's form: only an IPv6 one needs brackets. */
+    bool v6 = l->family == AF_INET6;
+    snprintf(out, n, "%s://%s%s%s:%u%s", scheme, v6 ? "[" : "", l->host, v6 ? "]" : "",
+             l->port, path);
+}
+
+const char *wse_net_wildcard(const struct wse_listen *l)
+{
+    /* IPv6 listeners are IPV6_V6ONLY: "::" covers IPv6 only. */
+    if (l->family == AF_INET && strcmp(l->host, "0.0.0.0") == 0)
+        return "all IPv4 interfaces";
+    if (l->family == AF_INET6 && strcmp(l->host, "::") == 0)
+        return "all IPv6 interfaces";
+    return NULL;
 }
 
 long wse_net_raise_nofile(void)

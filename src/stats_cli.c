@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "config.h"
 #include "stats.h"
 #include "stats_cli.h"
@@ -69,35 +70,34 @@ static uint64_t errors(const uint64_t *c)
     return c[WSE_STAT_err_1002] + c[WSE_STAT_err_1007] + c[WSE_STAT_err_1009];
 }
 
-static void human(char *out, size_t n, double v)
-{
-    static const char *const units[] = {"", "K", "M", "G", "T", "P"};
-    int u = 0;
-    while (v >= 10000 && u < 5) {
-        v /= 1000;
-        u++;
-    }
-    snprintf(out, n, u ? "%.1f%s" : "%.0f%s", v, units[u]);
-}
+/* What the rate columns of a row show. */
+enum rate_cols {
+    RATES_NONE,     /* one sample: no rate columns */
+    RATES_UNKNOWN,  /* --watch, no earlier sample of this process yet: "-" */
+    RATES_SHOWN,
+};
 
 static void table_row(const char *who, const char *pid, const char *gen, const char *state,
-                      const uint64_t *c, const double *rate)
+                      const uint64_t *c, enum rate_cols cols, const double *rate)
 {
-    char open[16], acc[16], mi[16], mo[16], bi[16], bo[16], err[16];
-    human(open, sizeof open, (double)c[WSE_STAT_conn_open]);
-    human(acc, sizeof acc, (double)c[WSE_STAT_conn_accepted]);
-    human(mi, sizeof mi, (double)sum(c, WSE_STAT_msgs_in_text, WSE_STAT_msgs_in_binary));
-    human(mo, sizeof mo, (double)sum(c, WSE_STAT_msgs_out_text, WSE_STAT_msgs_out_binary));
-    human(bi, sizeof bi, (double)sum(c, WSE_STAT_bytes_in_text, WSE_STAT_bytes_in_binary));
-    human(bo, sizeof bo, (double)sum(c, WSE_STAT_bytes_out_text, WSE_STAT_bytes_out_binary));
-    human(err, sizeof err, (double)errors(c));
-    printf("%-7s %-8s %-4s %-9s %8s %9s %9s %9s %9s %9s %7s", who, pid, gen, state, open, acc,
+    char open[WSE_HUMAN_MAX], acc[WSE_HUMAN_MAX], mi[WSE_HUMAN_MAX], mo[WSE_HUMAN_MAX];
+    char bi[WSE_HUMAN_MAX], bo[WSE_HUMAN_MAX], err[WSE_HUMAN_MAX];
+    wse_human(open, (double)c[WSE_STAT_conn_open]);
+    wse_human(acc, (double)c[WSE_STAT_conn_accepted]);
+    wse_human(mi, (double)sum(c, WSE_STAT_msgs_in_text, WSE_STAT_msgs_in_binary));
+    wse_human(mo, (double)sum(c, WSE_STAT_msgs_out_text, WSE_STAT_msgs_out_binary));
+    wse_human(bi, (double)sum(c, WSE_STAT_bytes_in_text, WSE_STAT_bytes_in_binary));
+    wse_human(bo, (double)sum(c, WSE_STAT_bytes_out_text, WSE_STAT_bytes_out_binary));
+    wse_human(err, (double)errors(c));
+    printf("%-7s %-8s %-5s %-10s %5s %8s %8s %8s %8s %9s %6s", who, pid, gen, state, open, acc,
            mi, mo, bi, bo, err);
-    if (rate) {
-        char r1[16], r2[16];
-        human(r1, sizeof r1, rate[0]);
-        human(r2, sizeof r2, rate[1]);
-        printf(" %9s %9s", r1, r2);
+    if (cols != RATES_NONE) {
+        char r1[WSE_HUMAN_MAX] = "-", r2[WSE_HUMAN_MAX] = "-";
+        if (cols == RATES_SHOWN) {
+            wse_human(r1, rate[0]);
+            wse_human(r2, rate[1]);
+        }
+        printf(" %6s %7s", r1, r2);
     }
     putchar('\n');
 }
@@ -112,19 +112,24 @@ static void rates(const uint64_t *now, const uint64_t *before, double dt, double
     out[1] = b1 >= b0 && dt > 0 ? (double)(b1 - b0) / dt : 0;
 }
 
+/*
+ * With --watch (watching) the rate columns are there from the first frame,
+ * "-" until a process has two samples, so the table keeps its width.
+ */
 static void print_table(const struct wse_stats *st, const struct view *v,
-                        const struct view *prev, double dt)
+                        const struct view *prev, double dt, bool watching)
 {
     const struct wse_stats_header *h = &v->c.hdr;
     time_t started = (time_t)(h->start_time_ms / 1000);
     long up = (long)(time(NULL) - started);
-    double rate[2];
+    double rate[2] = {0, 0};
 
-    printf("wsechod stats %s: master pid %d, up %ldh%02ldm%02lds, generation %u, %u workers\n",
-           st->name, h->master_pid, up / 3600, up / 60 % 60, up % 60, h->generation, h->workers);
-    printf("%-7s %-8s %-4s %-9s %8s %9s %9s %9s %9s %9s %7s%s\n", "worker", "pid", "gen", "state",
-           "open", "accepted", "msgs in", "msgs out", "bytes in", "bytes out", "errors",
-           prev ? "    msgs/s   bytes/s" : "");
+    printf("wsechod stats %s: master pid %d, up %ldh%02ldm%02lds, generation %u, %u %s\n",
+           st->name, h->master_pid, up / 3600, up / 60 % 60, up % 60, h->generation, h->workers,
+           wse_plural(h->workers, "worker", "workers"));
+    printf("%-7s %-8s %-5s %-10s %5s %8s %8s %8s %8s %9s %6s%s\n", "worker", "pid", "gen",
+           "state", "open", "accepted", "msgs in", "msgs out", "bytes in", "bytes out", "errors",
+           watching ? " msgs/s bytes/s" : "");
     for (unsigned k = 0; k < st->nslots; k++) {
         const struct wse_stats_slot *s = &v->c.slots[k];
         bool ok = v->c.slot_ok[k];
@@ -136,16 +141,17 @@ static void print_table(const struct wse_stats *st, const struct view *v,
             snprintf(pid, sizeof pid, "%d", s->pid);
             snprintf(gen, sizeof gen, "%u", s->generation);
         }
-        /* A slot reused by another process since the last sample has no rate. */
+        /* A slot reused by another process since the last sample has no rate yet. */
         bool same = prev && ok && prev->c.slot_ok[k] && prev->c.slots[k].pid == s->pid;
         if (same)
             rates(s->c, prev->c.slots[k].c, dt, rate);
         table_row(who, pid, gen, ok ? state_name(s->state) : UNREADABLE, s->c,
-                  same ? rate : (prev ? (double[2]){0, 0} : NULL));
+                  !watching ? RATES_NONE : same ? RATES_SHOWN : RATES_UNKNOWN, rate);
     }
     if (prev)
         rates(v->c.totals, prev->c.totals, dt, rate);
-    table_row("total", "", "", "", v->c.totals, prev ? rate : NULL);
+    table_row("total", "", "", "", v->c.totals,
+              !watching ? RATES_NONE : prev ? RATES_SHOWN : RATES_UNKNOWN, rate);
 }
 
 static void json_counters(const uint64_t *c)
@@ -273,13 +279,18 @@ static double mono(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Refreshes in place like top(1) until interrupted or the server goes away. */
+/*
+ * Refreshes in place like top(1) until interrupted or the server goes away.
+ * Into a pipe or a file there is no screen to clear: the frames follow one
+ * another, a blank line between them.
+ */
 static int watch(const char *name, double interval)
 {
     struct wse_stats st = {.fd = -1};
     struct view a = {0}, b = {0};
     struct view *cur = &a, *prev = NULL;
     double t_prev = 0;
+    bool screen = isatty(STDOUT_FILENO);
     int status;
 
     for (;;) {
@@ -288,8 +299,11 @@ static int watch(const char *name, double interval)
             break;
         }
         double t = mono();
-        printf("\033[H\033[2J");
-        print_table(&st, cur, prev, t - t_prev);
+        if (screen)
+            printf("\033[H\033[2J");
+        else if (prev)
+            putchar('\n');
+        print_table(&st, cur, prev, t - t_prev, true);
         fflush(stdout);
         /* The segment outlives nothing: a stopped master unlinks it. */
         pid_t master = cur->c.hdr.master_pid;
@@ -314,14 +328,20 @@ int wse_stats_cli(int argc, char *argv[])
 {
     char name[WSE_STR_MAX + 2] = "";
     enum format fmt = FMT_TABLE;
+    const char *fmt_option = NULL;      /* the --json or --prometheus given */
     double interval = 0;
 
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--json")) {
-            fmt = FMT_JSON;
-        } else if (!strcmp(a, "--prometheus")) {
-            fmt = FMT_PROM;
+        if (!strcmp(a, "--json") || !strcmp(a, "--prometheus")) {
+            /* One output only: which one was meant is not for us to guess. */
+            if (fmt_option && strcmp(fmt_option, a) != 0) {
+                fprintf(stderr, "wsechod stats: %s and %s cannot be combined: choose one\n",
+                        fmt_option, a);
+                return 2;
+            }
+            fmt_option = a;
+            fmt = !strcmp(a, "--json") ? FMT_JSON : FMT_PROM;
         } else if (!strcmp(a, "--watch")) {
             interval = 1;
             if (i + 1 < argc && argv[i + 1][0] != '-') {
@@ -349,8 +369,9 @@ int wse_stats_cli(int argc, char *argv[])
     if (!name[0])
         wse_stats_default_name(name, sizeof name, NULL, 8000);
     if (interval > 0) {
-        if (fmt != FMT_TABLE) {
-            fprintf(stderr, "wsechod stats: --watch shows the table only\n");
+        if (fmt_option) {
+            fprintf(stderr, "wsechod stats: --watch and %s cannot be combined: --watch shows "
+                    "the table only\n", fmt_option);
             return 2;
         }
         return watch(name, interval);
@@ -365,7 +386,7 @@ int wse_stats_cli(int argc, char *argv[])
         else if (fmt == FMT_PROM)
             print_prometheus(&st, &v);
         else
-            print_table(&st, &v, NULL, 0);
+            print_table(&st, &v, NULL, 0, false);
         status = 0;
     }
     wse_stats_copy_free(&v.c);

@@ -13,6 +13,7 @@
 #include <ev.h>
 
 #include "chan.h"
+#include "common.h"
 #include "conn.h"
 #include "frame.h"
 #include "http.h"
@@ -172,7 +173,9 @@ static void on_exit_poll(struct ev_loop *loop, ev_timer *t, int revents)
 static void on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)t, (void)revents;
-    log_info("stop: %u connections still open at the deadline, exiting", wse_conn_count());
+    unsigned open = wse_conn_count();
+    log_info("stop: %u %s still open at the deadline, exiting", open,
+             wse_plural(open, "connection", "connections"));
     ev_break(loop, EVBREAK_ALL);
 }
 
@@ -199,7 +202,9 @@ static void fast_stop(double grace)
     ev_timer_stop(K.loop, &K.drain_timer);
     ev_timer_stop(K.loop, &K.spread_timer);
     ev_timer_stop(K.loop, &K.deadline);
-    log_info("stopping: closing %u connections with 1001", wse_conn_count());
+    unsigned open = wse_conn_count();
+    log_info("stopping: closing %u %s with 1001", open,
+             wse_plural(open, "connection", "connections"));
     wse_conn_close_all(WSE_CLOSE_GOING_AWAY, "server shutting down");
     begin_exit(grace);
 }
@@ -232,8 +237,9 @@ static void on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     unsigned open = wse_conn_count();
     (void)loop, (void)t, (void)revents;
 
-    log_info("drain timeout: closing %u connections with %u over %.1f s", open,
-             cfg->drain_close_code, cfg->close_spread);
+    log_info("drain timeout: closing %u %s with %u over %.1f s", open,
+             wse_plural(open, "connection", "connections"), cfg->drain_close_code,
+             cfg->close_spread);
     if (cfg->close_spread < SPREAD_TICK) {
         wse_conn_close_all((uint16_t)cfg->drain_close_code, "server restarting");
         drain_closed();
@@ -259,7 +265,9 @@ static void drain(void)
     ev_timer_start(K.loop, &K.drain_timer);
     /* Logged once the listeners are closed: from this line on, this worker
      * accepts nothing (tests and operators may rely on that). */
-    log_info("draining %u connections (up to %.1f s)", wse_conn_count(), cfg->drain_timeout);
+    unsigned open = wse_conn_count();
+    log_info("draining %u %s (up to %.1f s)", open, wse_plural(open, "connection", "connections"),
+             cfg->drain_timeout);
 }
 
 static void on_chan(struct ev_loop *loop, ev_io *w, int revents)
@@ -391,7 +399,8 @@ int wse_worker_run(const struct wse_worker_args *a)
               wse_conn_struct_size());
     ev_run(K.loop, 0);
     wse_log_flush(true);
-    log_debug("exiting with %u connections left", wse_conn_count());
+    unsigned left = wse_conn_count();
+    log_debug("exiting with %u %s left", left, wse_plural(left, "connection", "connections"));
     return 0;
 }
 

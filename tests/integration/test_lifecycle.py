@@ -1,6 +1,7 @@
 """Shutdown by SIGTERM / SIGQUIT (spec 12) and a worker killed with -9 (spec 13)."""
 import asyncio
 import os
+import re
 import signal
 import time
 
@@ -22,6 +23,28 @@ async def close_codes(clients, timeout):
     await wse.wait_for(asyncio.gather(*(ws.wait_closed() for ws in clients)), timeout,
                        "the server's close of every client")
     return [ws.close_code for ws in clients]
+
+
+def test_startup_line_gives_the_urls_and_counts_in_words():
+    """It used to say "serving 127.0.0.1:PORT with 1 workers": no URL to paste."""
+    with Server("--path", "/echo", workers=1) as srv:
+        base = f"127.0.0.1:{srv.port}"
+        lines = srv.find_lines(r"\[master pid \d+\] (serving .*)")
+        assert [m.group(1) for m in lines] == \
+            [f"serving ws://{base}/echo (page http://{base}/) with 1 worker"], lines
+        # Both URLs are the real ones.
+        url = re.search(r"serving ws://[^/]+(/\S*) \(page http://[^/]+(/\S*)\)", lines[0].group(1))
+        with RawWS(srv.port, path=url.group(1)) as ws:
+            ws.send_text("here")
+            assert ws.recv_message() == (OP_TEXT, b"here")
+        page = wse.http_request(srv.port, f"GET {url.group(2)} HTTP/1.1\r\nHost: {base}\r\n\r\n")
+        assert page.status == 200 and b"new WebSocket(url)" in page.body, page.raw[:200]
+
+    first, second = wse.free_port(), wse.free_port()
+    with Server("-l", f"127.0.0.1:{first}", "-l", f"127.0.0.1:{second}", port=first, workers=2) as srv:
+        line = srv.wait_for_line(r"\[master pid \d+\] serving .*", 1).group(0)
+        assert line.endswith(f"serving ws://127.0.0.1:{first}/websocket (page http://127.0.0.1:{first}/)"
+                             " and 1 more address with 2 workers"), line
 
 
 async def test_sigterm_closes_clients_with_1001_and_exits():

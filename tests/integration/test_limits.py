@@ -116,7 +116,7 @@ def flood_accounting(srv, line_rx, what, sent):
     """Waits until every one of the sent lines is either in the log or
     counted by a "... and N more WHAT lines" summary; returns (written,
     summaries)."""
-    summary_rx = rf"\.\.\. and (\d+) more {re.escape(what)} lines in the last [\d.]+ s"
+    summary_rx = rf"\.\.\. and (\d+) more {re.escape(what)} lines? in the last [\d.]+ s"
 
     def accounted():
         written = len(srv.find_lines(line_rx))

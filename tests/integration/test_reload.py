@@ -258,3 +258,57 @@ def test_signal_option_uses_the_pid_file():
             assert srv.wait_exit(wse.scaled(5)) == 0
         p = subprocess.run([wse.binary(), "-s", "reload"], capture_output=True, text=True, timeout=10)
         assert p.returncode == 1 and "pid file" in p.stderr
+
+
+def test_old_generation_keeps_its_drain_timeout_and_sigterm_ends_its_drain():
+    """What the man page says about a reload's drain: the old workers keep the
+    --drain-timeout they were started with (not the new configuration's), and
+    SIGTERM to a draining worker closes its connections with 1001 at once;
+    the master does not replace it (its slot is the new generation's)."""
+    port = wse.free_port()
+    with tempfile.TemporaryDirectory() as d:
+        conf = os.path.join(d, "wsechod.conf")
+
+        def write(drain):
+            with open(conf, "w") as f:
+                f.write(f"listen = 127.0.0.1:{port}\nworkers = 1\ndrain-timeout = {drain}\n"
+                        "close-spread = 0\n")
+        write(600)
+        with Server("-c", conf, port=port, workers=None) as srv:
+            client = RawWS(port)
+            client.send_text("before")
+            assert client.recv_message() == (OP_TEXT, b"before")
+            [old_pid] = srv.children()
+            old_start = proc_stat(old_pid)[2]
+
+            write(0.2)
+            mark = srv.mark()
+            srv.signal(signal.SIGHUP)
+            srv.wait_for_line(r"reload: generation 2 serving with 1 worker; 1 old worker draining$",
+                              10, start=mark)
+            # The old worker's own value, not the new 0.2 s.
+            srv.wait_for_line(rf"\[worker 0 pid {old_pid}\] draining 1 connection \(up to 600\.0 s\)",
+                              10, start=mark)
+            client.send_text("draining")
+            assert client.recv_message() == (OP_TEXT, b"draining")
+            new_pids = set(srv.children()) - {old_pid}
+            assert len(new_pids) == 1, srv.children()
+
+            t0 = time.monotonic()
+            os.kill(old_pid, signal.SIGTERM)
+            code, _, _ = client.expect_close(timeout=5)
+            took = time.monotonic() - t0
+            assert code == 1001, code
+            assert took < wse.scaled(2), f"close {took:.2f}s after SIGTERM"
+            client.close()
+            assert wait_pid_gone(old_pid, old_start, wse.scaled(5)), "the old worker outlived SIGTERM"
+            srv.wait_for_line(rf"worker 0 \(pid {old_pid}, generation 1\) exited with status 0$",
+                              10, start=mark)
+            # A respawn is decided, and logged, as the master reaps: none came.
+            assert not [l for l in srv.lines[mark:] if "respawn" in l], srv.lines[mark:]
+            assert set(srv.children()) == new_pids
+            assert echo_once(port, "after") == "after"
+            st = json.loads(subprocess.run([wse.binary(), "stats", "--stats-name", f"wsechod.{port}",
+                                            "--json"], capture_output=True, text=True,
+                                           timeout=10).stdout)
+            assert [(w["generation"], w["state"]) for w in st["workers"]] == [(2, "running")], st

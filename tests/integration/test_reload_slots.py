@@ -175,7 +175,7 @@ def test_shrinking_reload_during_backoff_leaves_no_stray_worker():
         conf.write("workers = 1\nlog-level = debug\n")
         mark = srv.mark()
         srv.signal(signal.SIGHUP)
-        srv.wait_for_line(r"reload: generation 2 serving with 1 workers", 10, start=mark)
+        srv.wait_for_line(r"reload: generation 2 serving with 1 worker;", 10, start=mark)
         wse.wait_until(lambda: len(srv.children()) == 1, wse.scaled(5), "the old workers gone")
         # Slot 2's respawn was due `delay` after it was announced: a worker of
         # slot 2 (it logs its start at debug level) must not appear by then.

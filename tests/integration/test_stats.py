@@ -180,6 +180,25 @@ def test_formats_table_and_prometheus():
                 (l.startswith("wsechod_") and l.rsplit(" ", 1)[1].isdigit()), l
 
 
+def test_one_worker_is_singular_in_the_table_header():
+    with Server(workers=1) as srv:
+        head = stats(srv).stdout.splitlines()[0]
+        assert head.endswith("generation 1, 1 worker"), head
+
+
+def test_json_and_prometheus_together_are_refused_with_status_2():
+    """It used to print whichever came last; with --watch it named --watch only."""
+    for args in (["--json", "--prometheus"], ["--prometheus", "--json"]):
+        p = subprocess.run([wse.binary(), "stats", "--stats-name", "wsechod-none-such", *args],
+                           capture_output=True, text=True, timeout=10)
+        assert p.returncode == 2, (args, p.returncode, p.stderr)
+        assert f"{args[0]} and {args[1]} cannot be combined" in p.stderr, p.stderr
+        assert p.stdout == ""
+    p = subprocess.run([wse.binary(), "stats", "--stats-name", "wsechod-none-such", "--json",
+                        "--watch"], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 2 and "--watch and --json cannot be combined" in p.stderr, p.stderr
+
+
 def test_no_segment_is_an_error_with_status_1():
     p = subprocess.run([wse.binary(), "stats", "--stats-name", "wsechod-none-such"],
                        capture_output=True, text=True, timeout=10)
@@ -416,3 +435,32 @@ def test_raised_nslots_is_refused_not_an_overflow():
             assert stats_json(srv)["header"]["slots"] == seg.nslots
         finally:
             seg.close()
+
+
+def test_watch_into_a_pipe_has_no_escapes_and_keeps_its_width():
+    """Into a pipe it used to write clear-screen escapes, and its first frame
+    had no rate columns: the table widened from the second frame on."""
+    with Server() as srv:
+        with RawWS(srv.port) as ws:
+            ws.send_text("hi")
+            assert ws.recv_message() == (OP_TEXT, b"hi")
+        w = Watch(srv)
+        w.wait_for_tables(3)
+        status, err = w.stop()
+        assert "Sanitizer" not in err, err
+        text = "".join(w.lines)
+        assert "\x1b" not in text, repr(text[:200])
+        frames = [f.splitlines() for f in text.split("\n\n") if f.strip()]
+        assert len(frames) >= 3, text
+        header = frames[0][1]
+        assert header.split()[-2:] == ["msgs/s", "bytes/s"], header
+        for f in frames[:-1]:       # the last one may be cut short by SIGTERM
+            assert f[0].startswith(f"wsechod stats /wsechod.{srv.port}: "), f
+            assert f[1] == header, (f[1], header)
+            rows = f[2:]
+            assert len(rows) == 3 and rows[-1].startswith("total"), f
+            # Fixed columns: every row as wide as the header, in every frame.
+            assert all(len(r) == len(header) for r in rows), f
+        # Rates need two samples: "-" in the first frame, numbers after.
+        assert frames[0][-1].split()[-2:] == ["-", "-"], frames[0]
+        assert all(x.isdigit() for x in frames[1][-1].split()[-2:]), frames[1]

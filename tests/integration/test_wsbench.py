@@ -55,3 +55,14 @@ def test_connect_rate_counts_each_cycle_once():
                    f"ws://127.0.0.1:{srv.port}/websocket")
         assert text.returncode == 0, text.stdout + text.stderr
         assert "Handshakes/sec" not in text.stdout and "Conns/sec:" in text.stdout, text.stdout
+
+
+def test_counts_of_one_are_singular():
+    """It used to print "1 threads and 1 connections"."""
+    with Server("-w", "1", workers=None) as srv:
+        p = run("-d", "200ms", "-t", "1", "-c", "1", f"ws://127.0.0.1:{srv.port}/websocket")
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "  1 thread and 1 connection, " in p.stdout, p.stdout
+        p = run("-d", "200ms", "-t", "1", "-c", "2", f"ws://127.0.0.1:{srv.port}/websocket")
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "  1 thread and 2 connections, " in p.stdout, p.stdout

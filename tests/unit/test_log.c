@@ -156,6 +156,29 @@ START_TEST(a_flood_leaves_a_burst_and_one_summary_in_the_file)
 }
 END_TEST
 
+START_TEST(one_line_held_is_one_line)
+{
+    char path[] = "/tmp/wsechod-unit-log-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(wse_log_open(path, WSE_LOG_INFO), 0);
+
+    for (int i = 0; i < WSE_LOG_BURST + 1; i++)
+        log_limited(WSE_LOG_INFO, "single test", "line %d", i);
+    wse_log_flush(true);
+
+    char text[4096];
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    unlink(path);
+    ck_assert_msg(strstr(text, "... and 1 more single test line in the last "), "in:\n%s", text);
+}
+END_TEST
+
 static Suite *log_suite(void)
 {
     Suite *s = suite_create("log");
@@ -167,6 +190,7 @@ static Suite *log_suite(void)
     tcase_add_test(tc, a_clock_that_goes_back_ends_the_window);
     tcase_add_test(tc, every_line_is_written_or_summarised);
     tcase_add_test(tc, a_flood_leaves_a_burst_and_one_summary_in_the_file);
+    tcase_add_test(tc, one_line_held_is_one_line);
     suite_add_tcase(s, tc);
     return s;
 }
