@@ -342,6 +342,11 @@ unsigned long wse_iplimit_forget(struct wse_iplimit *t, unsigned holder)
 
     if (!t->sh || lock(t) != 0)
         return 0;
+    /* With the limit off the table stays empty: no scan touching its pages. */
+    if (!t->sh->used) {
+        unlock(t);
+        return 0;
+    }
     /* A deletion may move a later record into i: look at i again.  Every
      * deletion uses up a record, so this ends. */
     for (unsigned i = 0; i < t->nslots;) {
