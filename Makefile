@@ -49,7 +49,7 @@ endif
 # Layer 0: the pure protocol core (libc, libcrypto, libb64 only).
 CORE    := common utf8 frame msg http handshake page proxy
 # Layer 1: infrastructure without libev.
-INFRA   := log config net chan stats notify
+INFRA   := log config net chan stats notify iplimit
 # Layer 2: on libev.
 SERVER  := conn timer worker master stats_cli
 
@@ -61,7 +61,7 @@ LIB_OBJ  := $(patsubst %,$(BUILD)/src/%.o,$(LIB_MODS))
 SRV_OBJ  := $(patsubst %,$(BUILD)/src/%.o,$(SRV_MODS))
 LIB      := $(BUILD)/libwse.a
 
-LIBS_CORE   := -lcrypto -lb64
+LIBS_CORE   := -lcrypto -lb64 -lpthread
 LIBS_SERVER := -lev $(LIBS_CORE)
 CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 

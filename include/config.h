@@ -64,6 +64,7 @@ struct wse_config {
     unsigned max_header;                /* default 8192, <= 65535 */
     unsigned max_headers;               /* default 100 header lines */
     unsigned max_connections;           /* per worker, default 100000 */
+    unsigned max_connections_per_ip;    /* per client address (IPv6 /64), whole server; 0 = off */
     uint64_t high_water;                /* default 1 MiB */
     uint64_t low_water;                 /* default 256 KiB, < high_water */
 

@@ -30,6 +30,11 @@ struct wse_stats_slot;
 int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg,
                    struct wse_stats_slot *stats);
 
+struct wse_iplimit;
+
+/* The table counting connections per client address, and this process's holder in it. */
+void wse_conn_iplimit(struct wse_iplimit *table, unsigned holder);
+
 /* Takes over an accepted, non-blocking socket. */
 void wse_conn_accepted(int fd, const struct sockaddr_storage *peer);
 

@@ -55,6 +55,8 @@
     X(refused_426, "handshakes_refused_total", "status=\"426\"", counter, "") \
     X(refused_431, "handshakes_refused_total", "status=\"431\"", counter, "") \
     X(refused_503, "handshakes_refused_total", "status=\"503\"", counter, "") \
+    X(refused_per_ip, "connections_refused_per_ip_total", "", counter, "Connections refused by max-connections-per-ip (also counted as 503)") \
+    X(per_ip_untracked, "connections_per_ip_untracked_total", "", counter, "Connections let in uncounted: the per-address table was full") \
     X(http_other, "http_other_responses_total", "", counter, "Other HTTP answers (healthz)") \
     X(msgs_in_text, "messages_received_total", "type=\"text\"", counter, "Messages received, by type") \
     X(msgs_in_binary, "messages_received_total", "type=\"binary\"", counter, "") \

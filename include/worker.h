@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "iplimit.h"
 #include "stats.h"
 
 struct wse_worker_args {
@@ -24,6 +25,8 @@ struct wse_worker_args {
     unsigned nlisten;
     int chan_fd;
     struct wse_stats_slot *stats;   /* this process's slot in the stats segment */
+    struct wse_iplimit *iplimit;    /* connections per client address, all workers */
+    unsigned holder;                /* this process's holder in it: its stats slot index */
 };
 
 /*

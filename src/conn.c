@@ -24,6 +24,7 @@
 #include "frame.h"
 #include "handshake.h"
 #include "http.h"
+#include "iplimit.h"
 #include "log.h"
 #include "msg.h"
 #include "net.h"
@@ -54,6 +55,7 @@ enum conn_flag {
     F_DEAD = 1 << 3,            /* freed at the end of this loop iteration */
     F_INPUT_HELD = 1 << 4,      /* tail holds read input not parsed yet (paused mid-read) */
     F_HEAD = 1 << 5,            /* the request was a HEAD: answers go without their body */
+    F_IP_COUNTED = 1 << 6,      /* counted in the per-address table: released in conn_free */
 };
 
 enum timer_kind { TK_NONE, TK_HANDSHAKE, TK_IDLE, TK_PINGED, TK_CLOSE };
@@ -115,6 +117,8 @@ static struct {
     struct ev_loop *loop;
     const struct wse_config *cfg;
     struct wse_stats_slot *st;  /* this worker's stats slot */
+    struct wse_iplimit *iplimit;    /* connections per client address, all workers */
+    unsigned holder;            /* this process's holder in it */
     struct wse_http_limits limits;
     uint8_t *rbuf;              /* HEADROOM + RBUF_SIZE */
     struct wse_tlist hs_list, idle_list, pinged_list, close_list;
@@ -921,6 +925,73 @@ static bool hs_wait(struct conn *c, const char *buf, size_t have,
     return false;
 }
 
+/* ---- connections per client address ------------------------------------ */
+
+#define PER_IP_RETRY_AFTER "5"      /* seconds: time for one of its connections to end */
+
+static void peer_key(const struct conn *c, struct wse_iplimit_key *k)
+{
+    wse_iplimit_key(k, c->peer.family, c->peer.addr);
+}
+
+/*
+ * Over the limit: 503 at once, before any request is read, and the
+ * connection closed (it takes no slot while a client insists).  What the
+ * client already sent is read first, so the close is a FIN and not a reset
+ * that could destroy the answer in flight.
+ */
+static void refuse_per_ip(struct conn *c, unsigned have)
+{
+    static const char body[] = "too many connections from your address\n";
+    char resp[256], addr[WSE_ADDR_MAX];
+    size_t n = wse_http_response(resp, sizeof resp, 503, "Retry-After: " PER_IP_RETRY_AFTER "\r\n",
+                                 NULL, body, sizeof body - 1);
+
+    log_limited(WSE_LOG_WARN, "per-address limit",
+                "%s has %u connections, the per-address limit: answering 503", peer_str(c, addr),
+                have);
+    STAT(refused_per_ip, 1);
+    count_status(503);
+    set_cause(c, CC_SERVER);
+    ssize_t w = write(c->io.fd, resp, n);
+    (void)w;        /* a socket that cannot take 200 bytes gets the close alone */
+    shutdown(c->io.fd, SHUT_WR);
+    for (int i = 0; i < 4 && recv(c->io.fd, RB, RBUF_SIZE, MSG_DONTWAIT) > 0; i++)
+        ;
+    conn_free(c);
+}
+
+/*
+ * Counts a new connection against its client's limit (the client being the
+ * PROXY header's source when there is one).  False when it was refused
+ * (and is gone).
+ */
+static bool admit_per_ip(struct conn *c)
+{
+    unsigned limit = W.cfg->max_connections_per_ip, have = 0;
+    struct wse_iplimit_key key;
+    char addr[WSE_ADDR_MAX];
+
+    if (!limit || !W.iplimit)
+        return true;
+    peer_key(c, &key);
+    switch (wse_iplimit_acquire(W.iplimit, &key, W.holder, limit, &have)) {
+    case WSE_IPLIMIT_COUNTED:
+        c->flags |= F_IP_COUNTED;
+        return true;
+    case WSE_IPLIMIT_UNTRACKED:
+        STAT(per_ip_untracked, 1);
+        log_limited(WSE_LOG_WARN, "per-address table full",
+                    "%s let in uncounted: the per-address table is full (%u records)",
+                    peer_str(c, addr), (unsigned)WSE_IPLIMIT_RECORDS);
+        return true;
+    case WSE_IPLIMIT_REFUSED:
+        break;
+    }
+    refuse_per_ip(c, have);
+    return false;
+}
+
 /* The client behind the load balancer becomes this connection's peer. */
 static void apply_proxy(struct conn *c, const struct wse_proxy *px)
 {
@@ -960,6 +1031,8 @@ static int proxy_step(struct conn *c, struct wse_proxy *px, const char *buf, siz
         return -1;
     }
     apply_proxy(c, px);
+    if (!admit_per_ip(c))
+        return -1;
     *off = px->header_len;
     return 1;
 }
@@ -1084,6 +1157,11 @@ static void conn_free(struct conn *c)
     c->flags |= F_DEAD;
     STAT_SUB(bytes_buffered, pending(c));
     STAT_SUB(conn_open, 1);
+    if (c->flags & F_IP_COUNTED) {
+        struct wse_iplimit_key key;
+        peer_key(c, &key);
+        wse_iplimit_release(W.iplimit, &key, W.holder);
+    }
     switch (c->cause) {
     case CC_CLIENT: STAT(close_client, 1); break;
     case CC_SERVER: STAT(close_server, 1); break;
@@ -1239,6 +1317,15 @@ void wse_conn_accepted(int fd, const struct sockaddr_storage *peer)
     W.nconns++;
     STAT(conn_accepted, 1);
     STAT(conn_open, 1);
+    /* Behind --proxy-protocol the client is known after its header. */
+    if (!W.cfg->proxy_protocol)
+        admit_per_ip(c);
+}
+
+void wse_conn_iplimit(struct wse_iplimit *table, unsigned holder)
+{
+    W.iplimit = table;
+    W.holder = holder;
 }
 
 unsigned wse_conn_count(void)

@@ -32,6 +32,7 @@
 
 #include "chan.h"
 #include "common.h"
+#include "iplimit.h"
 #include "log.h"
 #include "master.h"
 #include "net.h"
@@ -97,6 +98,7 @@ static struct {
     ev_timer kill_timer;
     ev_timer ready_timer;        /* a reload's deadline */
     struct wse_stats stats;
+    struct wse_iplimit iplimit;  /* per-address counts; holders are stats slots */
     struct wse_log_saved log_before;   /* the master's log while a reload starts */
     unsigned generation;         /* the generation owning the slots (the new one in a reload) */
     unsigned prev_generation;    /* the one serving while a reload starts */
@@ -388,6 +390,7 @@ static void child_main(struct proc *p, const struct wse_config *cfg, int chan_fd
         .slot = p->slot, .generation = p->generation, .master_pid = M.pid, .cfg = cfg,
         .listen_fds = fds, .nlisten = n, .chan_fd = chan_fd,
         .stats = &M.stats.slots[p->stats_slot],
+        .iplimit = &M.iplimit, .holder = (unsigned)p->stats_slot,
     };
 
     child_cleanup(fds, n);
@@ -749,6 +752,20 @@ static void respawn_slot(unsigned slot, ev_tstamp lived, const char *how, pid_t 
         respawn_later(slot, delay);
 }
 
+/*
+ * A worker that ended with connections still counted per address (killed,
+ * or stopped at a deadline) must not keep them counted: its stats slot,
+ * the holder of its counts, is about to be reused.
+ */
+static void forget_connections(const struct proc *p)
+{
+    unsigned long n = wse_iplimit_forget(&M.iplimit, (unsigned)p->stats_slot);
+
+    if (n)
+        log_info("worker %d (pid %d): %lu connections no longer counted per address", p->slot,
+                 (int)p->pid, n);
+}
+
 static void worker_died(struct proc *p, int status)
 {
     char how[96];
@@ -764,6 +781,7 @@ static void worker_died(struct proc *p, int status)
     describe_exit(status, how, sizeof how);
     /* Totals never go backwards: fold before the stats slot is reused. */
     wse_stats_retire(&M.stats, (unsigned)p->stats_slot);
+    forget_connections(p);
     wse_stats_slot_set(&M.stats.slots[p->stats_slot], 0, -1, 0, WSE_SLOT_EMPTY);
     proc_unlink(p);
 
@@ -914,6 +932,7 @@ static void close_everything(void)
         for (unsigned i = 0; M.groups[g].used && i < M.groups[g].nfds; i++)
             close(M.groups[g].fds[i]);
     wse_stats_close(&M.stats);
+    wse_iplimit_destroy(&M.iplimit);
     if (M.sigfd >= 0)
         close(M.sigfd);
     remove_pid_file();
@@ -943,6 +962,12 @@ static int start(void)
         return -1;
     }
     log_info("stats segment %s", name);
+    /* Made before any fork and kept across reloads, whatever the limit: a
+     * reload may turn it on, and old workers' connections still count. */
+    if (wse_iplimit_create(&M.iplimit, 0, M.stats.nslots) < 0) {
+        wse_log_errno(WSE_LOG_ERROR, "mmap", "the per-address connection table");
+        return -1;
+    }
     if (M.cfg.pid_file[0] && write_pid_file(M.cfg.pid_file) < 0) {
         wse_log_errno(WSE_LOG_ERROR, "write", "pid file %s", M.cfg.pid_file);
         return -1;

@@ -371,6 +371,7 @@ int wse_worker_run(const struct wse_worker_args *a)
         log_error("out of memory setting up the worker");
         return 1;
     }
+    wse_conn_iplimit(a->iplimit, a->holder);
     K.listeners = calloc(a->nlisten ? a->nlisten : 1, sizeof *K.listeners);
     if (!K.listeners) {
         log_error("out of memory setting up the worker");

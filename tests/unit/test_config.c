@@ -113,6 +113,7 @@ START_TEST(defaults)
     ck_assert_uint_eq(cfg.max_header, 8192);
     ck_assert_uint_eq(cfg.max_headers, 100);
     ck_assert_uint_eq(cfg.max_connections, 100000);
+    ck_assert_uint_eq(cfg.max_connections_per_ip, 0);
     ck_assert_uint_eq(cfg.high_water, 1u << 20);
     ck_assert_uint_eq(cfg.low_water, 256u << 10);
     ck_assert_double_eq(cfg.handshake_timeout, 10);
@@ -224,7 +225,7 @@ START_TEST(command_line_syntax_errors)
     ck_fails_with(LOAD("--", "foo"), "unexpected argument 'foo' (see --help)");
     ck_assert_int_eq(LOAD("-w", "2", "--"), 0);
     ck_fails_with(LOAD("--max", "5"), "ambiguous option '--max': --max-message, --max-header, "
-                  "--max-headers, --max-connections?");
+                  "--max-headers, --max-connections, --max-connections-per-ip?");
     ck_fails_with(LOAD("--close-", "5"), "ambiguous option '--close-': --close-timeout, "
                   "--close-spread?");
     ck_fails_with(LOAD("-c", ""), "--config: expected a file name, got ''");
@@ -275,6 +276,13 @@ START_TEST(uint_ranges)
     ck_assert_int_eq(LOAD("--max-connections", "0"), 2);
     ck_fails_with(LOAD("--max-connections", "10000001"),
                   "--max-connections: expected a whole number from 1 to 10000000, got '10000001'");
+
+    ck_assert_int_eq(LOAD("--max-connections-per-ip", "0"), 0);
+    ck_assert_uint_eq(cfg.max_connections_per_ip, 0);
+    ck_assert_int_eq(LOAD("--max-connections-per-ip", "64"), 0);
+    ck_assert_uint_eq(cfg.max_connections_per_ip, 64);
+    ck_fails_with(LOAD("--max-connections-per-ip", "-1"),
+                  "--max-connections-per-ip: expected a whole number from 0 to 10000000, got '-1'");
 }
 END_TEST
 
