@@ -49,9 +49,9 @@ endif
 # Layer 0: the pure protocol core (libc, libcrypto, libb64 only).
 CORE    := common utf8 frame msg http handshake page proxy
 # Layer 1: infrastructure without libev.
-INFRA   := log config net chan stats notify
+INFRA   := log config net chan stats notify prom
 # Layer 2: on libev.
-SERVER  := conn timer worker master stats_cli
+SERVER  := conn timer worker master stats_cli metrics
 
 # Modules appear as their files do, so the tree builds at every step.
 have     = $(patsubst src/%.c,%,$(wildcard $(patsubst %,src/%.c,$(1))))
@@ -93,7 +93,7 @@ $(BUILD)/version.h: FORCE
 	@printf '#define WSE_VERSION "%s"\n#define WSE_GIT_DESCRIBE "%s"\n' \
 	    '$(VERSION)' '$(GIT_DESCRIBE)' > $@.tmp
 	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
-$(BUILD)/src/main.o $(BUILD)/bench/wsbench.o: $(BUILD)/version.h
+$(BUILD)/src/main.o $(BUILD)/src/metrics.o $(BUILD)/bench/wsbench.o: $(BUILD)/version.h
 
 $(BUILD)/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
