@@ -126,6 +126,7 @@ static bool metrics_running(void);
 static void metrics_signal(int sig);
 static void metrics_stop(void);
 static void metrics_close(void);
+static void metrics_child_cleanup(const int *keep, unsigned nkeep);
 
 /* ---- pid file ---------------------------------------------------------- */
 
@@ -381,6 +382,7 @@ static void child_cleanup(const int *keep, unsigned nkeep)
     for (struct proc *p = M.procs; p; p = p->next)
         if (p->chan >= 0)
             close(p->chan);
+    metrics_child_cleanup(keep, nkeep);
     close(M.sigfd);
     /* The log a reload may go back to is the master's, not this worker's. */
     wse_log_discard(&M.log_before);
@@ -918,15 +920,31 @@ static _Noreturn void metrics_child(void)
     };
 
     snprintf(name, sizeof name, "%s", M.stats.name);
-    if (MX.next_fd >= 0)
-        close(MX.next_fd);
-    child_cleanup(NULL, 0);
+    child_cleanup(&MX.fd, 1);
     /* Read-only from here: the master's writable mapping goes (without
      * unlinking), the process reads the segment through a descriptor of
      * its own. */
     M.stats.owner = false;
     wse_stats_close(&M.stats);
     wse_worker_exit(wse_metrics_run(&args));
+}
+
+/*
+ * In a child: the metrics sockets go unless kept.  A worker that held one
+ * would keep it listening after the master closed it (a changed or
+ * removed metrics-listen), with nobody accepting what it queues.
+ */
+static void metrics_child_cleanup(const int *keep, unsigned nkeep)
+{
+    int fds[] = {MX.fd, MX.next_fd};
+
+    for (unsigned i = 0; i < countof(fds); i++) {
+        bool mine = false;
+        for (unsigned k = 0; k < nkeep && !mine; k++)
+            mine = keep[k] == fds[i];
+        if (fds[i] >= 0 && !mine)
+            close(fds[i]);
+    }
 }
 
 static void metrics_spawn(void)
