@@ -87,6 +87,7 @@ deps:
 	@sh scripts/deps.sh build test
 	@sh scripts/npm-deps.sh tests/integration/node
 	@sh scripts/deps.sh --optional browser
+	@sh scripts/deps.sh --optional prometheus
 
 $(BUILD)/version.h: FORCE
 	@mkdir -p $(dir $@)
