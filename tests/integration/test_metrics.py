@@ -341,15 +341,17 @@ def test_reload_rebinds_a_changed_address_and_keeps_the_old_one_if_the_new_fails
             srv.signal(signal.SIGHUP)
             srv.wait_for_line(r"reload: generation 2 serving", start=mark)
             m = srv.wait_for_line(READY, start=mark)
-            assert m.group(2) == f"{HOST}:{b}" and int(m.group(1)) != first
+            second = int(m.group(1))
+            assert m.group(2) == f"{HOST}:{b}" and second != first
             assert metrics_text(b)
+            # The old process closes its copy of the socket as it exits.
+            srv.wait_for_line(rf"metrics process \(pid {first}\) exited with status 0",
+                              start=mark)
             try:
                 socket.create_connection((HOST, a), timeout=2).close()
                 raise AssertionError(f"port {a} still accepts after the reload")
             except ConnectionRefusedError:
                 pass
-            srv.wait_for_line(rf"metrics process \(pid {first}\) exited with status 0",
-                              start=mark)
 
             # A new address that cannot be bound rejects the reload.
             with socket.socket() as squatter:
@@ -368,6 +370,8 @@ def test_reload_rebinds_a_changed_address_and_keeps_the_old_one_if_the_new_fails
             srv.signal(signal.SIGHUP)
             srv.wait_for_line(r"reload: generation 3 serving", start=mark)
             srv.wait_for_line(rf"metrics: stopped listening on {HOST}:{b}", start=mark)
+            srv.wait_for_line(rf"metrics process \(pid {second}\) exited with status 0",
+                              start=mark)
             try:
                 socket.create_connection((HOST, b), timeout=2).close()
                 raise AssertionError(f"port {b} still accepts with metrics-listen off")
