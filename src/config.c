@@ -134,7 +134,7 @@ static const struct opt opts[] = {
       .help = "numeric ADDR:PORT to listen on; repeat for more" },
     { .name = "metrics-listen", .kind = K_LISTEN, .flags = F_OFF,
       LIST(metrics_listen, nmetrics_listen), .def_help = "off", .arg = "ADDR:PORT",
-      .help = "serve GET /metrics (Prometheus) on ADDR:PORT, never a listen port; off = none" },
+      .help = "serve Prometheus GET /metrics here (not a listen port); off = none" },
     { .name = "pid-file", .kind = K_STRING, FIELD(pid_file), .def = "", .def_help = "none",
       .arg = "FILE", .help = "write the master's pid to FILE" },
     { .name = "stats-name", .kind = K_STRING, FIELD(stats_name), .def = "",
