@@ -49,9 +49,9 @@ endif
 # Layer 0: the pure protocol core (libc, libcrypto, libb64 only).
 CORE    := common utf8 frame msg http handshake page proxy
 # Layer 1: infrastructure without libev.
-INFRA   := log config net chan stats notify iplimit
+INFRA   := log config net chan stats notify iplimit prom
 # Layer 2: on libev.
-SERVER  := conn timer worker master stats_cli
+SERVER  := conn timer worker master stats_cli metrics
 
 # Modules appear as their files do, so the tree builds at every step.
 have     = $(patsubst src/%.c,%,$(wildcard $(patsubst %,src/%.c,$(1))))
@@ -87,13 +87,14 @@ deps:
 	@sh scripts/deps.sh build test
 	@sh scripts/npm-deps.sh tests/integration/node
 	@sh scripts/deps.sh --optional browser
+	@sh scripts/deps.sh --optional prometheus
 
 $(BUILD)/version.h: FORCE
 	@mkdir -p $(dir $@)
 	@printf '#define WSE_VERSION "%s"\n#define WSE_GIT_DESCRIBE "%s"\n' \
 	    '$(VERSION)' '$(GIT_DESCRIBE)' > $@.tmp
 	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
-$(BUILD)/src/main.o $(BUILD)/bench/wsbench.o: $(BUILD)/version.h
+$(BUILD)/src/main.o $(BUILD)/src/metrics.o $(BUILD)/bench/wsbench.o: $(BUILD)/version.h
 
 $(BUILD)/src/%.o: src/%.c
 	@mkdir -p $(dir $@)

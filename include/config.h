@@ -50,6 +50,8 @@ struct wse_config {
     unsigned nlisten;
     char pid_file[WSE_STR_MAX];
     char stats_name[WSE_STR_MAX];       /* "" = derived from the first port */
+    struct wse_listen metrics_listen[1];    /* GET /metrics served here (metrics.c) */
+    unsigned nmetrics_listen;           /* 0: off (the default) */
 
     /* endpoint */
     char path[WSE_STR_MAX];             /* default "/websocket" */

@@ -53,6 +53,9 @@ void wse_log_discard(struct wse_log_saved *s);
 /* Sets the "[...]" part of every line: "master pid 10" or "worker 3 pid 12". */
 void wse_log_identity(int worker, int pid);
 
+/* The same for another kind of process: "metrics pid 14". */
+void wse_log_identity_role(const char *role, int pid);
+
 void wse_log_line(enum wse_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -20,6 +20,12 @@
 int wse_net_listen(const struct wse_listen *l, int backlog, char *err, size_t errlen);
 
 /*
+ * The same without SO_REUSEPORT: no other socket, even one of this user's,
+ * can share the port (the --metrics-listen socket).
+ */
+int wse_net_listen_exclusive(const struct wse_listen *l, int backlog, char *err, size_t errlen);
+
+/*
  * accept4(SOCK_NONBLOCK | SOCK_CLOEXEC) plus TCP_NODELAY on the new socket
  * (echo replies must not wait for Nagle).  Returns the fd or -1 with errno.
  */

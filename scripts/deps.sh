@@ -2,7 +2,9 @@
 # deps.sh [GROUP...]: make sure the Debian packages wsechod needs are installed.
 #
 # Groups: build (compile and link wsechod), test (unit + integration tests),
-# fuzz (libFuzzer targets), browser (headless Chromium for the page test).
+# fuzz (libFuzzer targets), browser (headless Chromium for the page test),
+# prometheus (a Prometheus server scraping --metrics-listen in its test; the
+# test runs an instance of its own, the package's service is not used).
 # With no group, build and test; with --packages, the packages named.
 # With --optional first, a failure to
 # install is reported and tolerated (the tests that need it then skip,
@@ -16,6 +18,7 @@ pkgs_build="make gcc pkg-config libev-dev libb64-dev libssl-dev zlib1g-dev"
 pkgs_test="check curl python3 python3-websockets python3-yaml nodejs npm valgrind mandoc haproxy util-linux"
 pkgs_fuzz="clang libclang-rt-14-dev"
 pkgs_browser="chromium"
+pkgs_prometheus="prometheus"
 
 optional=0
 if [ "${1:-}" = "--optional" ]; then
@@ -37,7 +40,8 @@ for group in "$@"; do
         test)  want="$want $pkgs_test" ;;
         fuzz)  want="$want $pkgs_fuzz" ;;
         browser) want="$want $pkgs_browser" ;;
-        *) echo "deps.sh: unknown group '$group' (build, test, fuzz, browser)" >&2; exit 2 ;;
+        prometheus) want="$want $pkgs_prometheus" ;;
+        *) echo "deps.sh: unknown group '$group' (build, test, fuzz, browser, prometheus)" >&2; exit 2 ;;
     esac
 done
 

@@ -57,6 +57,7 @@ enum kind {
 #define F_CLI     0x1u   /* command line only (not a file key), read in pass 1 */
 #define F_NONZERO 0x2u   /* K_DURATION: must be above 0 */
 #define F_NCPU    0x4u   /* default: online CPUs, clamped to [min, max] */
+#define F_OFF     0x8u   /* K_LISTEN: "off" (or "") empties the list */
 
 struct opt {
     const char *name;          /* --name and file key */
@@ -131,6 +132,9 @@ static const struct opt opts[] = {
     { .name = "listen", .letter = 'l', .kind = K_LISTEN, LIST(listen, nlisten),
       .def = "0.0.0.0:8000", .arg = "ADDR:PORT",
       .help = "numeric ADDR:PORT to listen on; repeat for more" },
+    { .name = "metrics-listen", .kind = K_LISTEN, .flags = F_OFF,
+      LIST(metrics_listen, nmetrics_listen), .def_help = "off", .arg = "ADDR:PORT",
+      .help = "serve Prometheus GET /metrics here (not a listen port); off = none" },
     { .name = "pid-file", .kind = K_STRING, FIELD(pid_file), .def = "", .def_help = "none",
       .arg = "FILE", .help = "write the master's pid to FILE" },
     { .name = "stats-name", .kind = K_STRING, FIELD(stats_name), .def = "",
@@ -683,10 +687,16 @@ static int apply(struct loader *ld, const struct opt *o, const char *v)
 
     case K_LISTEN: {
         struct wse_listen l, *list = field(c, o);
-        const char *why = parse_listen(v, &l);
+        const char *why;
         unsigned *n;
+        if ((o->flags & F_OFF) && (strcmp(v, "off") == 0 || v[0] == '\0')) {
+            *list_count(ld, o) = 0;
+            return 0;
+        }
+        why = parse_listen(v, &l);
         if (why != NULL)
-            return fail(ld, o, "%s, got '%s'", why, show(v, a, sizeof a));
+            return fail(ld, o, "%s%s, got '%s'", why, (o->flags & F_OFF) ? " (or off)" : "",
+                        show(v, a, sizeof a));
         n = list_count(ld, o);
         for (unsigned i = 0; i < *n; i++)
             if (list[i].family == l.family && list[i].port == l.port &&
@@ -977,10 +987,41 @@ static int cli_pass(struct loader *ld, int argc, char *const argv[],
     return 0;
 }
 
+/* Could a connection to a reach a socket bound to b?  (IPv6 listeners are
+ * IPV6_V6ONLY, so the families never share a port.) */
+static bool addresses_overlap(const struct wse_listen *a, const struct wse_listen *b)
+{
+    const char *any = a->family == AF_INET6 ? "::" : "0.0.0.0";
+
+    return a->family == b->family && a->port == b->port &&
+           (strcmp(a->host, b->host) == 0 || strcmp(a->host, any) == 0 ||
+            strcmp(b->host, any) == 0);
+}
+
+/* /metrics has its own port: sharing one with the WebSocket listeners
+ * (SO_REUSEPORT would let both bind) would split its connections. */
+static int check_metrics_listen(struct loader *ld)
+{
+    const struct wse_config *c = ld->c;
+    char a[64], b[64];
+
+    for (unsigned m = 0; m < c->nmetrics_listen; m++)
+        for (unsigned l = 0; l < c->nlisten; l++)
+            if (addresses_overlap(&c->metrics_listen[m], &c->listen[l]))
+                return fail(ld, NULL, "metrics-listen '%s' overlaps listen address '%s' (same "
+                            "port): /metrics is never served on a WebSocket port, choose "
+                            "another port", show(c->metrics_listen[m].text, a, sizeof a),
+                            show(c->listen[l].text, b, sizeof b));
+    return 0;
+}
+
 static int finish(struct loader *ld)
 {
     struct wse_config *c = ld->c;
     char a[32], b[32];
+
+    if (check_metrics_listen(ld) != 0)
+        return 2;
 
     if (c->low_water >= c->high_water)
         return fail(ld, NULL, "low-water (%s) must be less than high-water (%s)",
@@ -1059,7 +1100,8 @@ static const char *range_text(const struct opt *o, char *buf, size_t n)
         break;
     case K_LISTEN:
     case K_STRLIST:
-        snprintf(buf, n, "up to %llu", (unsigned long long)o->max);
+        if (o->max > 1)
+            snprintf(buf, n, "up to %llu", (unsigned long long)o->max);
         break;
     case K_STRING:
     case K_FLAG:

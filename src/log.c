@@ -113,6 +113,11 @@ void wse_log_identity(int worker, int pid)
         snprintf(log_who, sizeof log_who, "worker %d pid %d", worker, pid);
 }
 
+void wse_log_identity_role(const char *role, int pid)
+{
+    snprintf(log_who, sizeof log_who, "%s pid %d", role, pid);
+}
+
 static size_t format_prefix(char *out, size_t cap, enum wse_log_level level)
 {
     struct timeval tv;

@@ -35,6 +35,7 @@
 #include "iplimit.h"
 #include "log.h"
 #include "master.h"
+#include "metrics.h"
 #include "net.h"
 #include "notify.h"
 #include "stats.h"
@@ -117,6 +118,17 @@ static const int handled_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1,
 static void spawn(unsigned slot, const struct wse_config *cfg, unsigned generation);
 static void begin_stop(bool graceful, int status);
 static void reload(void);
+static int metrics_open(const struct wse_config *cfg);
+static int metrics_prepare(const struct wse_config *next);
+static void metrics_commit(const struct wse_config *cfg);
+static void metrics_rollback(void);
+static void metrics_spawn(void);
+static void metrics_died(pid_t pid, int status);
+static bool metrics_running(void);
+static void metrics_signal(int sig);
+static void metrics_stop(void);
+static void metrics_close(void);
+static void metrics_child_cleanup(const int *keep, unsigned nkeep);
 
 /* ---- pid file ---------------------------------------------------------- */
 
@@ -372,6 +384,7 @@ static void child_cleanup(const int *keep, unsigned nkeep)
     for (struct proc *p = M.procs; p; p = p->next)
         if (p->chan >= 0)
             close(p->chan);
+    metrics_child_cleanup(keep, nkeep);
     close(M.sigfd);
     /* The log a reload may go back to is the master's, not this worker's. */
     wse_log_discard(&M.log_before);
@@ -546,6 +559,7 @@ static void swap_generation(void)
     M.reloading = false;
     M.cfg = M.next;
     groups_prune(&M.cfg);
+    metrics_commit(&M.cfg);
     wse_log_discard(&M.log_before);
     slots_cover();
     for (struct proc *p = M.procs; p; p = p->next) {
@@ -641,6 +655,7 @@ static void abandon_reload(const char *why)
     M.reload_again = false;
     M.generation = M.prev_generation;
     groups_rollback();
+    metrics_rollback();
     restore_log();
     /* The slots are the serving generation's again, with its back-off state:
      * a worker it lost during the reload, or one that was waiting to be
@@ -699,6 +714,16 @@ static void reload(void)
     if (groups_open(&M.next) < 0) {
         log_error("reload: cannot listen on the new addresses; configuration unchanged");
         wse_notify("READY=1\nSTATUS=reload rejected: cannot listen on the new addresses");
+        if (log_fd != STDERR_FILENO)
+            close(log_fd);
+        return;
+    }
+    if (metrics_prepare(&M.next) < 0) {
+        log_error("reload: cannot listen on the new metrics-listen address; configuration "
+                  "unchanged");
+        wse_notify("READY=1\nSTATUS=reload rejected: cannot listen on the new metrics-listen "
+                   "address");
+        groups_rollback();
         if (log_fd != STDERR_FILENO)
             close(log_fd);
         return;
@@ -822,9 +847,199 @@ static void reap_children(void)
         struct proc *p = proc_by_pid(pid);
         if (p)
             worker_died(p, status);
+        else
+            metrics_died(pid, status);
     }
-    if (M.stopping && !M.procs)
+    if (M.stopping && !M.procs && !metrics_running())
         ev_break(M.loop, EVBREAK_ALL);
+}
+
+/* ---- the metrics process ------------------------------------------------- */
+
+/*
+ * --metrics-listen: the master binds the socket and keeps it (so a
+ * privileged port works, and a respawned process serves the same socket);
+ * a process of its own serves it (metrics.h says why neither the master
+ * nor a worker).  A successful reload replaces the process, so that it
+ * logs where the new configuration says; a changed address is bound
+ * before the reload can succeed, and kept only if it does.
+ */
+static struct {
+    struct wse_listen addr;      /* what fd is bound to */
+    int fd;                      /* -1: off */
+    struct wse_listen next_addr;
+    int next_fd;                 /* a reload's new socket until it serves, or -1 */
+    pid_t pid;                   /* the serving process, 0 if none */
+    ev_tstamp started;
+    unsigned fails;              /* consecutive quick deaths */
+    ev_timer respawn;
+} MX = {.fd = -1, .next_fd = -1};
+
+static int metrics_bind(const struct wse_listen *addr)
+{
+    char err[256];
+    /* No SO_REUSEPORT: nobody, not even another process of this user, may
+     * share the port and take a part of the scrapes. */
+    int fd = wse_net_listen_exclusive(addr, 64, err, sizeof err);
+
+    if (fd < 0)
+        log_error("metrics-listen: %s", err);
+    return fd;
+}
+
+static void on_metrics_respawn(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)t, (void)revents;
+    metrics_spawn();
+}
+
+static int metrics_open(const struct wse_config *cfg)
+{
+    ev_timer_init(&MX.respawn, on_metrics_respawn, 0, 0);
+    if (!cfg->nmetrics_listen)
+        return 0;
+    MX.fd = metrics_bind(&cfg->metrics_listen[0]);
+    MX.addr = cfg->metrics_listen[0];
+    return MX.fd < 0 ? -1 : 0;
+}
+
+/* A reload: binds a new address now, so that one that cannot be bound
+ * rejects the reload.  0, or -1 (logged). */
+static int metrics_prepare(const struct wse_config *next)
+{
+    metrics_rollback();
+    if (!next->nmetrics_listen || (MX.fd >= 0 && same_addr(&MX.addr, &next->metrics_listen[0])))
+        return 0;
+    MX.next_fd = metrics_bind(&next->metrics_listen[0]);
+    MX.next_addr = next->metrics_listen[0];
+    return MX.next_fd < 0 ? -1 : 0;
+}
+
+static void metrics_rollback(void)
+{
+    if (MX.next_fd >= 0)
+        close(MX.next_fd);
+    MX.next_fd = -1;
+}
+
+/* The reload's generation serves: its metrics address and a fresh process. */
+static void metrics_commit(const struct wse_config *cfg)
+{
+    if (!cfg->nmetrics_listen || MX.next_fd >= 0) {
+        if (MX.fd >= 0) {
+            close(MX.fd);
+            log_info("metrics: stopped listening on %s", MX.addr.text);
+        }
+        MX.fd = MX.next_fd;
+        MX.addr = MX.next_addr;
+        MX.next_fd = -1;
+    }
+    /* The old process stops accepting and finishes what it has. */
+    metrics_signal(SIGTERM);
+    MX.pid = 0;
+    MX.fails = 0;
+    ev_timer_stop(M.loop, &MX.respawn);
+    metrics_spawn();
+}
+
+static _Noreturn void metrics_child(void)
+{
+    static char name[sizeof M.stats.name];
+    struct wse_metrics_args args = {
+        .listen_fd = MX.fd, .listen_text = MX.addr.text, .stats_name = name,
+        .master_pid = M.pid,
+    };
+
+    snprintf(name, sizeof name, "%s", M.stats.name);
+    child_cleanup(&MX.fd, 1);
+    /* Read-only from here: the master's writable mapping goes (without
+     * unlinking), the process reads the segment through a descriptor of
+     * its own. */
+    M.stats.owner = false;
+    wse_stats_close(&M.stats);
+    wse_worker_exit(wse_metrics_run(&args));
+}
+
+/*
+ * In a child: the metrics sockets go unless kept.  A worker that held one
+ * would keep it listening after the master closed it (a changed or
+ * removed metrics-listen), with nobody accepting what it queues.
+ */
+static void metrics_child_cleanup(const int *keep, unsigned nkeep)
+{
+    int fds[] = {MX.fd, MX.next_fd};
+
+    for (unsigned i = 0; i < countof(fds); i++) {
+        bool mine = false;
+        for (unsigned k = 0; k < nkeep && !mine; k++)
+            mine = keep[k] == fds[i];
+        if (fds[i] >= 0 && !mine)
+            close(fds[i]);
+    }
+}
+
+static void metrics_spawn(void)
+{
+    if (MX.fd < 0 || MX.pid || M.stopping)
+        return;
+    pid_t pid = fork();
+    if (pid < 0) {
+        wse_log_errno(WSE_LOG_ERROR, "fork", "metrics process; trying again in %.1f s",
+                      RESPAWN_MAX);
+        ev_timer_set(&MX.respawn, RESPAWN_MAX, 0);
+        ev_timer_start(M.loop, &MX.respawn);
+        return;
+    }
+    if (pid == 0)
+        metrics_child();
+    MX.pid = pid;
+    MX.started = ev_now(M.loop);
+}
+
+static void metrics_died(pid_t pid, int status)
+{
+    char how[96];
+
+    describe_exit(status, how, sizeof how);
+    if (pid != MX.pid || M.stopping) {
+        if (pid == MX.pid)
+            MX.pid = 0;
+        log_info("metrics process (pid %d) %s", (int)pid, how);
+        return;
+    }
+    MX.pid = 0;
+    MX.fails = ev_now(M.loop) - MX.started < QUICK_DEATH ? MX.fails + 1 : 0;
+    double delay = backoff_delay(MX.fails);
+    log_error("metrics process (pid %d) %s; respawning in %.1f s", (int)pid, how, delay);
+    ev_timer_set(&MX.respawn, delay, 0);
+    ev_timer_start(M.loop, &MX.respawn);
+}
+
+static bool metrics_running(void)
+{
+    return MX.pid != 0;
+}
+
+static void metrics_signal(int sig)
+{
+    if (MX.pid)
+        kill(MX.pid, sig);
+}
+
+/* Stopping: no new scrapes; the process ends within its timeout. */
+static void metrics_stop(void)
+{
+    ev_timer_stop(M.loop, &MX.respawn);
+    metrics_signal(SIGTERM);
+    metrics_close();
+}
+
+static void metrics_close(void)
+{
+    metrics_rollback();
+    if (MX.fd >= 0)
+        close(MX.fd);
+    MX.fd = -1;
 }
 
 /* ---- stopping ----------------------------------------------------------- */
@@ -835,6 +1050,10 @@ static void on_kill_timer(struct ev_loop *loop, ev_timer *t, int revents)
     for (struct proc *p = M.procs; p; p = p->next) {
         log_warn("worker %d (pid %d) still running: SIGKILL", p->slot, (int)p->pid);
         kill(p->pid, SIGKILL);
+    }
+    if (metrics_running()) {
+        log_warn("metrics process still running: SIGKILL");
+        metrics_signal(SIGKILL);
     }
 }
 
@@ -850,6 +1069,7 @@ static void begin_stop(bool graceful, int status)
     ev_timer_stop(M.loop, &M.ready_timer);
     /* No new connections: the workers close their copies as they stop. */
     groups_close_all();
+    metrics_stop();
     for (unsigned i = 0; i < WSE_MAX_WORKERS; i++)
         ev_timer_stop(M.loop, &M.slots[i].respawn);
     for (struct proc *p = M.procs; p; p = p->next) {
@@ -863,7 +1083,7 @@ static void begin_stop(bool graceful, int status)
     ev_timer_stop(M.loop, &M.kill_timer);
     ev_timer_set(&M.kill_timer, grace, 0);
     ev_timer_start(M.loop, &M.kill_timer);
-    if (!M.procs)
+    if (!M.procs && !metrics_running())
         ev_break(M.loop, EVBREAK_ALL);
 }
 
@@ -875,6 +1095,7 @@ static void reopen_logs(void)
         wse_log_errno(WSE_LOG_ERROR, "open", "reopening log file %s", slots_cfg()->log_file);
     for (struct proc *p = M.procs; p; p = p->next)
         tell(p, WSE_CHAN_REOPEN);
+    metrics_signal(SIGUSR1);
     log_info("log file reopened");
 }
 
@@ -931,6 +1152,7 @@ static void close_everything(void)
     for (unsigned g = 0; g < MAX_GROUPS; g++)
         for (unsigned i = 0; M.groups[g].used && i < M.groups[g].nfds; i++)
             close(M.groups[g].fds[i]);
+    metrics_close();
     wse_stats_close(&M.stats);
     wse_iplimit_destroy(&M.iplimit);
     if (M.sigfd >= 0)
@@ -953,7 +1175,7 @@ static int start(void)
         wse_log_errno(WSE_LOG_ERROR, "signalfd", "setting up signals");
         return -1;
     }
-    if (groups_open(&M.cfg) < 0)
+    if (groups_open(&M.cfg) < 0 || metrics_open(&M.cfg) < 0)
         return -1;
     wse_stats_default_name(name, sizeof name, M.cfg.stats_name, M.cfg.listen[0].port);
     if (wse_stats_create(&M.stats, name, 2 * WSE_MAX_WORKERS, M.cfg.workers, err,
@@ -1086,6 +1308,7 @@ int wse_master_run(const struct wse_config *cfg, int argc, char *const argv[])
     groups_prune(&M.cfg);
     for (unsigned i = 0; i < M.nslots; i++)
         spawn(i, &M.cfg, M.generation);
+    metrics_spawn();
     ev_run(M.loop, 0);
     log_info("exiting");
     close_everything();

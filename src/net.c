@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -38,7 +39,8 @@ static socklen_t fill_addr(const struct wse_listen *l, struct sockaddr_storage *
     return sizeof *a4;
 }
 
-int wse_net_listen(const struct wse_listen *l, int backlog, char *err, size_t errlen)
+static int listen_on(const struct wse_listen *l, int backlog, bool reuseport, char *err,
+                     size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t sl = fill_addr(l, &ss);
@@ -49,7 +51,7 @@ int wse_net_listen(const struct wse_listen *l, int backlog, char *err, size_t er
         return fail(fd, err, errlen, l, "socket()");
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
         return fail(fd, err, errlen, l, "setsockopt(SO_REUSEADDR)");
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
         return fail(fd, err, errlen, l, "setsockopt(SO_REUSEPORT)");
     /* "[::]:8000" means IPv6 only; list 0.0.0.0:8000 too for both. */
     if (l->family == AF_INET6 &&
@@ -60,6 +62,16 @@ int wse_net_listen(const struct wse_listen *l, int backlog, char *err, size_t er
     if (listen(fd, backlog) < 0)
         return fail(fd, err, errlen, l, "listen()");
     return fd;
+}
+
+int wse_net_listen(const struct wse_listen *l, int backlog, char *err, size_t errlen)
+{
+    return listen_on(l, backlog, true, err, errlen);
+}
+
+int wse_net_listen_exclusive(const struct wse_listen *l, int backlog, char *err, size_t errlen)
+{
+    return listen_on(l, backlog, false, err, errlen);
 }
 
 int wse_net_accept(int lfd, struct sockaddr_storage *peer)

@@ -1,6 +1,6 @@
 /*
  * stats_cli.c - `wsechod stats`: reads the shared-memory segment (stats.h)
- * and prints a table, JSON or the Prometheus text format, once or with
+ * and prints a table, JSON or the Prometheus text format (prom.c), once or with
  * --watch.  It only reads: a reader cannot disturb the server.
  */
 #include <errno.h>
@@ -13,6 +13,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "prom.h"
 #include "stats.h"
 #include "stats_cli.h"
 
@@ -197,43 +198,18 @@ static void print_json(const struct wse_stats *st, const struct view *v)
     printf(", \"totals_consistent\": %s}\n", v->c.totals_ok ? "true" : "false");
 }
 
-static void prom_sample(int i, const char *labels, uint64_t value)
+/* The same text as the --metrics-listen endpoint's counters (prom.c). */
+static int print_prometheus(const struct wse_stats *st, const struct view *v)
 {
-    const char *own = wse_stat_labels[i];
-    printf("%s{%s%s%s} %llu\n", wse_stat_prom[i], labels, own[0] ? "," : "", own,
-           (unsigned long long)value);
-}
+    struct wse_text t;
 
-/*
- * One metric family per name, one sample per worker process (labels worker
- * and generation: old and new processes of a slot overlap during a reload)
- * plus worker="retired" for exited processes, so that sum() is the total and
- * never goes backwards.
- */
-static void print_prometheus(const struct wse_stats *st, const struct view *v)
-{
-    for (int i = 0; i < WSE_STAT_COUNT; i++) {
-        if (i == 0 || strcmp(wse_stat_prom[i], wse_stat_prom[i - 1]) != 0) {
-            printf("# HELP %s %s\n", wse_stat_prom[i], wse_stat_help[i]);
-            printf("# TYPE %s %s\n", wse_stat_prom[i], wse_stat_is_gauge[i] ? "gauge" : "counter");
-        }
-        for (unsigned k = 0; k < st->nslots; k++) {
-            const struct wse_stats_slot *s = &v->c.slots[k];
-            char labels[64];
-            bool ok = v->c.slot_ok[k];
-            if (ok && s->state == WSE_SLOT_EMPTY)
-                continue;
-            /* Counters of an unreadable slot still count: sum() stays the total. */
-            if (ok)
-                snprintf(labels, sizeof labels, "worker=\"%d\",generation=\"%u\"", s->worker,
-                         s->generation);
-            else
-                snprintf(labels, sizeof labels, "worker=\"" UNREADABLE "\",slot=\"%u\"", k);
-            prom_sample(i, labels, s->c[i]);
-        }
-        if (!wse_stat_is_gauge[i])
-            prom_sample(i, "worker=\"retired\"", v->c.hdr.retired[i]);
-    }
+    wse_text_init(&t, wse_prom_max_size(st->nslots));
+    wse_prom_write(&t, st->nslots, &v->c, NULL);
+    bool ok = !t.overflow && fwrite(t.buf, 1, t.len, stdout) == t.len;
+    if (t.overflow)
+        fprintf(stderr, "wsechod stats: out of memory for the Prometheus text\n");
+    wse_text_free(&t);
+    return ok ? 0 : 1;
 }
 
 /*
@@ -381,13 +357,13 @@ int wse_stats_cli(int argc, char *argv[])
     struct view v = {0};
     int status = 1;
     if (take(&st, &v, NULL, name) == 0) {
+        status = 0;
         if (fmt == FMT_JSON)
             print_json(&st, &v);
         else if (fmt == FMT_PROM)
-            print_prometheus(&st, &v);
+            status = print_prometheus(&st, &v);
         else
             print_table(&st, &v, NULL, 0, false);
-        status = 0;
     }
     wse_stats_copy_free(&v.c);
     wse_stats_close(&st);
