@@ -33,6 +33,10 @@ int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg,
 /* Takes over an accepted, non-blocking socket. */
 void wse_conn_accepted(int fd, const struct sockaddr_storage *peer);
 
+/* The access line of a connection answered at accept (status: 503 at
+ * --max-connections) without becoming a struct conn. */
+void wse_conn_access_refused(const struct sockaddr_storage *peer, int status);
+
 /* Open connections (any state). */
 unsigned wse_conn_count(void);
 
