@@ -154,19 +154,26 @@ void wse_access_switch(int fd, const char *path, struct wse_log_saved *before)
     snprintf(access_path, sizeof access_path, "%s", path);
 }
 
+static bool escape_plain(unsigned char ch)
+{
+    return ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\';
+}
+
 const char *wse_log_escape(const char *p, size_t n, char *out, size_t cap)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t o = 0, i = 0;
+    size_t whole = 0, room, o = 0, i = 0;
 
-    for (; i < n; i++) {
+    for (; i < n && whole < cap; i++)
+        whole += escape_plain((unsigned char)p[i]) ? 1 : 4;
+    /* All of it with its NUL, or as much as leaves room for "..." and the NUL;
+     * an escape is never cut in half. */
+    room = i == n && whole < cap ? cap - 1 : cap - 4;
+    for (i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)p[i];
-        bool plain = ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\';
-        size_t need = plain ? 1 : 4;
-        /* Room for this byte and, if more follow, for "..." and the NUL. */
-        if (o + need + (i + 1 < n ? 3 : 0) + 1 > cap)
+        if (o + (escape_plain(ch) ? 1 : 4) > room)
             break;
-        if (plain) {
+        if (escape_plain(ch)) {
             out[o++] = (char)ch;
         } else {
             out[o++] = '\\';
@@ -175,8 +182,10 @@ const char *wse_log_escape(const char *p, size_t n, char *out, size_t cap)
             out[o++] = hex[ch & 15];
         }
     }
-    if (i < n)
-        o += (size_t)snprintf(out + o, cap - o, "...");
+    if (i < n) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
     out[o] = '\0';
     return out;
 }
