@@ -82,6 +82,7 @@ struct wse_config {
     /* logging */
     char log_file[WSE_STR_MAX];         /* "" = stderr */
     enum wse_log_level log_level;       /* info */
+    char access_log[WSE_STR_MAX];       /* "off" (default), "stderr" or a file */
 };
 
 /*

@@ -38,6 +38,10 @@ void wse_conn_iplimit(struct wse_iplimit *table, unsigned holder);
 /* Takes over an accepted, non-blocking socket. */
 void wse_conn_accepted(int fd, const struct sockaddr_storage *peer);
 
+/* The access line of a connection answered at accept (status: 503 at
+ * --max-connections) without becoming a struct conn. */
+void wse_conn_access_refused(const struct sockaddr_storage *peer, int status);
+
 /* Open connections (any state). */
 unsigned wse_conn_count(void);
 

@@ -12,6 +12,11 @@
  * per WSE_LOG_WINDOW seconds, and the lines held back become one summary
  * line, "... and N more WHAT lines in the last X s", written before the
  * site's next line or by wse_log_flush() (the worker calls it every second).
+ *
+ * The access log is a second stream: one line per connection (see
+ * wse_access_line() and the man page's LOGGING section), to a file of its
+ * own or stderr, never rate limited, nothing at all when it is off.  Opened,
+ * reopened and switched on reload like the main log.
  */
 #ifndef WSE_LOG_H
 #define WSE_LOG_H
@@ -47,8 +52,41 @@ int wse_log_prepare(const char *path);
 void wse_log_switch(int fd, const char *path, enum wse_log_level level,
                     struct wse_log_saved *before);
 
-/* Closes the file of a log set aside (never stderr, never the one in use). */
+/* Closes the file of a log set aside (never stderr, never one in use). */
 void wse_log_discard(struct wse_log_saved *s);
+
+/* ---- the access log ---- */
+
+/* Opens the access log: "off", "stderr" or a file.  0, or -1 with errno set. */
+int wse_access_open(const char *path);
+
+/* Reopens its file (logrotate).  0, or -1 and keeps the old fd. */
+int wse_access_reopen(void);
+
+/* Opens path for wse_access_switch(): 0 with *fd (-1 for "off"), or -1 with
+ * errno set. */
+int wse_access_prepare(const char *path, int *fd);
+
+/* Writes the access log to fd (from wse_access_prepare(path)) from now on;
+ * what was in use goes to *before, as with wse_log_switch(). */
+void wse_access_switch(int fd, const char *path, struct wse_log_saved *before);
+
+extern int wse_access_fd;      /* -1 while the access log is off */
+
+/* True when access lines are written: callers skip their work otherwise. */
+static inline bool wse_access_on(void)
+{
+    return wse_access_fd >= 0;
+}
+
+/* Writes one access line: the time, "worker=N", then the formatted fields. */
+void wse_access_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Copies n bytes of peer-sent text into out (cap >= 8 bytes, NUL-terminated)
+ * for a log line: visible ASCII as is, '"', '\\' and all other bytes as \xHH,
+ * so that a field cannot end early or forge another; cut with "..." when it
+ * does not fit. */
+const char *wse_log_escape(const char *p, size_t n, char *out, size_t cap);
 
 /* Sets the "[...]" part of every line: "master pid 10" or "worker 3 pid 12". */
 void wse_log_identity(int worker, int pid);

@@ -202,6 +202,10 @@ static const struct opt opts[] = {
     { .name = "log-level", .kind = K_ENUM, FIELD(log_level), .def = "info",
       .words = level_words, .values = level_values, .arg = "LEVEL",
       .help = "log this level and the more severe ones" },
+    { .name = "access-log", .kind = K_STRING, FIELD(access_log), .def = "off",
+      .def_help = "off", .valid = valid_nonempty, .expect = "off, stderr or a file name",
+      .arg = "FILE",
+      .help = "one line per connection to FILE; off or stderr" },
 };
 
 #define NOPTS countof(opts)

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -56,6 +57,7 @@ enum conn_flag {
     F_INPUT_HELD = 1 << 4,      /* tail holds read input not parsed yet (paused mid-read) */
     F_HEAD = 1 << 5,            /* the request was a HEAD: answers go without their body */
     F_IP_COUNTED = 1 << 6,      /* counted in the per-address table: released in conn_free */
+    F_ANSWERED = 1 << 7,        /* an HTTP answer (not 101): its access line is written */
 };
 
 enum timer_kind { TK_NONE, TK_HANDSHAKE, TK_IDLE, TK_PINGED, TK_CLOSE };
@@ -96,6 +98,7 @@ struct conn {
     ev_tstamp last_rx;          /* time of the last byte received */
     uint8_t *out;               /* unsent output, NULL when there is none */
     uint32_t out_pos, out_len, out_cap;
+    uint32_t start_ms;          /* accepted at (monotonic ms, wraps), with an access log */
     union {
         struct hs *hs;          /* ST_HANDSHAKE */
         uint8_t *tail;          /* otherwise: input kept for later, see tail_len */
@@ -110,6 +113,10 @@ struct conn {
     uint8_t timer;              /* enum timer_kind: which list tl is on */
     uint8_t cause;              /* enum close_cause, 0 until known */
     struct peer peer;
+    /* For the access line (counted always: cheaper than asking) */
+    uint16_t close_code;        /* the first close frame's code, sent or received; 0: none */
+    uint32_t msgs;              /* data messages echoed, saturating */
+    uint64_t bytes;             /* their payload bytes, as received */
 };
 
 /* Worker-wide state shared by all connections of this process. */
@@ -129,6 +136,10 @@ static struct {
     struct conn *dead;
     unsigned nconns;
     bool draining;
+    /* The request being answered, for its access line: set while hs_read()
+     * routes it, NULL otherwise. */
+    const struct wse_http_req *req;
+    const char *req_buf;
     /* the output batch of the connection being served */
     struct iovec iov[IOV_CAP];
     int niov;
@@ -193,6 +204,69 @@ static void set_cause(struct conn *c, enum close_cause cause)
         c->cause = (uint8_t)cause;
 }
 
+static void set_close_code(struct conn *c, uint16_t code)
+{
+    if (!c->close_code)
+        c->close_code = code;
+}
+
+/* ---- the access log ------------------------------------------------------ */
+
+static uint32_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    /* Truncated on purpose: durations are differences modulo 2^32 ms (49 days). */
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+}
+
+/* `"METHOD PATH"` of the request being answered, or `-`. */
+static const char *request_str(int status, char *out, size_t cap)
+{
+    char method[24], path[320];
+    const struct wse_http_req *req = W.req;
+
+    if (status == 101) {
+        snprintf(out, cap, "\"GET %s\"",
+                 wse_log_escape(W.cfg->path, strlen(W.cfg->path), path, sizeof path));
+    } else if (req && req->method_name.len && req->path.len) {
+        snprintf(out, cap, "\"%s %s\"",
+                 wse_log_escape(W.req_buf + req->method_name.off, req->method_name.len, method,
+                                sizeof method),
+                 wse_log_escape(W.req_buf + req->path.off, req->path.len, path, sizeof path));
+    } else {
+        snprintf(out, cap, "-");
+    }
+    return out;
+}
+
+/*
+ * The connection's access line: written once, at its HTTP answer (status)
+ * or, for a WebSocket session or a connection that never got an answer
+ * (status 0), when it ends.
+ */
+static void access_record(struct conn *c, int status)
+{
+    static const char *const by[] = {
+        [CC_RESET] = "reset", [CC_CLIENT] = "client", [CC_SERVER] = "server",
+        [CC_ERROR] = "error", [CC_TIMEOUT] = "timeout",
+    };
+    char addr[WSE_ADDR_MAX], request[360], st[8] = "-", code[8] = "-";
+
+    if (!wse_access_on())
+        return;
+    uint32_t ms = mono_ms() - c->start_ms;
+    if (status)
+        snprintf(st, sizeof st, "%d", status);
+    if (c->close_code)
+        snprintf(code, sizeof code, "%u", c->close_code);
+    wse_access_line("peer=%s request=%s status=%s time=%u.%03u msgs=%u bytes=%llu close=%s by=%s",
+                    peer_str(c, addr), request_str(status, request, sizeof request), st,
+                    ms / 1000, ms % 1000, c->msgs, (unsigned long long)c->bytes, code,
+                    c->cause < countof(by) ? by[c->cause] : "?");
+}
+
 static size_t pending(const struct conn *c)
 {
     return c->out ? c->out_len - c->out_pos : 0;
@@ -255,7 +329,17 @@ static void abort_conn(struct conn *c, const char *why)
     if (c->state == ST_LINGER)
         log_debug("%s reset after closing: %s", peer_str(c, addr), why);
     else
-        log_limited(WSE_LOG_INFO, "aborted", "%s aborted: %s", peer_str(c, addr), why);
+        log_debug("%s aborted: %s", peer_str(c, addr), why);
+    conn_free(c);
+}
+
+/* Our failure, not the peer's: a diagnostic for the main log. */
+static void abort_oom(struct conn *c, const char *what)
+{
+    char addr[WSE_ADDR_MAX];
+
+    log_limited(WSE_LOG_WARN, "out of memory", "%s aborted: out of memory for %s",
+                peer_str(c, addr), what);
     conn_free(c);
 }
 
@@ -314,7 +398,7 @@ static void send_iov(struct conn *c, struct iovec *iov, int niov, size_t total)
         }
     }
     if ((size_t)n < total && keep_unsent(c, iov, niov, (size_t)n) < 0) {
-        abort_conn(c, "out of memory for output");
+        abort_oom(c, "output");
         return;
     }
     after_output(c);
@@ -419,6 +503,9 @@ static void echo_piece(struct conn *c, const struct wse_event *ev)
     bool prefix = ev->first && ev->opcode == WSE_OP_TEXT && W.cfg->echo_prefix_len;
 
     count_piece(ev, prefix ? W.cfg->echo_prefix_len : 0);
+    c->bytes += ev->len;
+    if (ev->last && c->msgs < UINT32_MAX)
+        c->msgs++;
     if (!prefix) {
         size_t hl = wse_server_hdr_len(ev->len);
         uint8_t *h = ev->data - hl;
@@ -469,8 +556,8 @@ static void on_close_frame(struct conn *c, const struct wse_event *ev)
     STAT(frames_in, 1);
     if (c->state == ST_OPEN) {
         set_cause(c, CC_CLIENT);
-        log_limited(WSE_LOG_INFO, "close from client", "%s close %u from client",
-                    peer_str(c, addr), ev->code);
+        set_close_code(c, ev->code);
+        log_debug("%s close %u from client", peer_str(c, addr), ev->code);
         queue_close(c, ev->code, "");
     } else {
         log_debug("%s close handshake complete (%u)", peer_str(c, addr), ev->code);
@@ -572,7 +659,7 @@ static bool stop_at_high_water(struct conn *c, const uint8_t *rest, size_t n)
         return false;       /* the socket took enough: carry on */
     if (n) {
         if (keep_tail(c, rest, n) < 0) {
-            abort_conn(c, "out of memory");
+            abort_oom(c, "input");
             return true;
         }
         c->flags |= F_INPUT_HELD;
@@ -603,7 +690,7 @@ static void ws_process(struct conn *c, uint8_t *base, size_t have)
         }
         if (rc == WSE_AGAIN) {
             if (pos < have && keep_tail(c, base + pos, have - pos) < 0) {
-                abort_conn(c, "out of memory");
+                abort_oom(c, "input");
                 return;
             }
             break;
@@ -611,6 +698,7 @@ static void ws_process(struct conn *c, uint8_t *base, size_t have)
         log_limited(WSE_LOG_WARN, "failing connection", "%s failing connection with %u: %s",
                     peer_str(c, addr), ev.code, close_reason(ev.code));
         set_cause(c, CC_ERROR);
+        set_close_code(c, ev.code);
         count_error(ev.code);
         queue_close(c, ev.code, close_reason(ev.code));
         linger(c);
@@ -645,8 +733,7 @@ static void ws_read(struct conn *c)
             return;
         if (n == 0) {
             if (c->state != ST_LINGER)
-                log_limited(WSE_LOG_INFO, "closed without a close frame",
-                            "%s closed by peer without a close frame (1006)", peer_str(c, addr));
+                log_debug("%s closed by peer without a close frame (1006)", peer_str(c, addr));
             conn_free(c);
         } else {
             abort_conn(c, strerror(errno));
@@ -701,11 +788,11 @@ static void log_refused_origin(const struct conn *c, const struct wse_http_req *
     char addr[WSE_ADDR_MAX], origin[128], host[96];
 
     if (req->origin.len == 0) {
-        log_limited(WSE_LOG_INFO, "origin refused",
+        log_limited(WSE_LOG_WARN, "origin refused",
                     "%s origin refused: no Origin (--allow-origin is set)", peer_str(c, addr));
         return;
     }
-    log_limited(WSE_LOG_INFO, "origin refused",
+    log_limited(WSE_LOG_WARN, "origin refused",
                 "%s origin refused: Origin %s is not in --allow-origin nor this server's "
                 "own (Host %s)", peer_str(c, addr),
                 wse_http_quote(origin, sizeof origin, buf + req->origin.off, req->origin.len),
@@ -746,10 +833,11 @@ static void respond(struct conn *c, int status, const char *extra, const char *b
                                  body ? strlen(body) : 0);
 
     if (status >= 400)
-        log_limited(WSE_LOG_INFO, "http 4xx/5xx", "%s http %d %s", peer_str(c, addr), status,
-                    wse_http_reason(status));
+        log_debug("%s http %d %s", peer_str(c, addr), status, wse_http_reason(status));
     count_status(status);
     set_cause(c, CC_SERVER);
+    c->flags |= F_ANSWERED;
+    access_record(c, status);
     hs_free(c);
     linger(c);
     send_bytes(c, resp, c->flags & F_HEAD ? wse_http_head_len(resp, n) : n);
@@ -759,6 +847,8 @@ static void respond_page(struct conn *c)
 {
     count_status(200);
     set_cause(c, CC_SERVER);
+    c->flags |= F_ANSWERED;
+    access_record(c, 200);
     hs_free(c);
     linger(c);
     send_bytes(c, W.page, c->flags & F_HEAD ? W.page_head_len : W.page_len);
@@ -776,8 +866,7 @@ static void upgrade(struct conn *c, const struct wse_http_req *req, const char *
     wse_parser_init(&c->ps, W.cfg->max_message, 0);
     c->last_rx = ev_now(W.loop);
     set_timer(c, TK_IDLE);
-    log_limited(WSE_LOG_INFO, "open", "%s open %.*s", peer_str(c, addr), req->path.len,
-                buf + req->path.off);
+    log_debug("%s open %.*s", peer_str(c, addr), req->path.len, buf + req->path.off);
     send_bytes(c, resp, n);
 }
 
@@ -913,7 +1002,7 @@ static bool hs_wait(struct conn *c, const char *buf, size_t have,
     if (rc == 0)
         return true;
     if (rc < 0) {
-        abort_conn(c, "out of memory");
+        abort_oom(c, "the handshake");
         return false;
     }
     if (!W.hs_full_logged) {
@@ -1021,7 +1110,7 @@ static int proxy_step(struct conn *c, struct wse_proxy *px, const char *buf, siz
         return 0;
     if (rc == WSE_FAIL) {
         /* No HTTP answer: whatever sent this does not speak PROXY. */
-        log_limited(WSE_LOG_INFO, "PROXY refused",
+        log_limited(WSE_LOG_WARN, "PROXY refused",
                     "%s refused: no valid PROXY protocol header (bad byte at offset %u)",
                     peer_str(c, addr), px->parsed);
         STAT(refused_400, 1);
@@ -1085,15 +1174,19 @@ static void hs_read(struct conn *c)
         return;
     }
     hs_free(c);
+    W.req = &req;
+    W.req_buf = buf + off;
     if (rc == WSE_FAIL) {
         /* A response to HEAD has no body, even a refusal (RFC 9110 9.3.2). */
         if (req.method == WSE_HTTP_HEAD)
             c->flags |= F_HEAD;
         respond(c, req.status, NULL, NULL);
+        W.req = NULL;
         return;
     }
     size_t parsed_end = off + req.parsed;
     route(c, &req, buf + off);
+    W.req = NULL;
     /* After the 101, bytes behind the request already belong to the WebSocket. */
     if (c->state == ST_OPEN && !(c->flags & F_DEAD) && have > parsed_end)
         ws_process(c, (uint8_t *)buf + parsed_end, have - parsed_end);
@@ -1154,6 +1247,8 @@ static void conn_free(struct conn *c)
 {
     if (c->flags & F_DEAD)
         return;
+    if (!(c->flags & F_ANSWERED))
+        access_record(c, c->state == ST_HANDSHAKE ? 0 : 101);
     c->flags |= F_DEAD;
     STAT_SUB(bytes_buffered, pending(c));
     STAT_SUB(conn_open, 1);
@@ -1199,6 +1294,7 @@ static void on_reap(struct ev_loop *loop, ev_check *w, int revents)
 static void start_close(struct conn *c, uint16_t code, const char *reason)
 {
     set_cause(c, CC_SERVER);
+    set_close_code(c, code);
     batch_reset();
     queue_close(c, code, reason);
     c->state = ST_CLOSING;
@@ -1212,7 +1308,7 @@ static void hs_expired(struct wse_tlist *list, struct wse_tlink *link)
     char addr[WSE_ADDR_MAX];
     (void)list;
     c->timer = TK_NONE;
-    log_limited(WSE_LOG_INFO, "handshake timeout", "%s handshake timeout", peer_str(c, addr));
+    log_debug("%s handshake timeout", peer_str(c, addr));
     set_cause(c, CC_TIMEOUT);
     conn_free(c);
 }
@@ -1254,8 +1350,7 @@ static void pinged_expired(struct wse_tlist *list, struct wse_tlink *link)
     (void)list;
 
     c->timer = TK_NONE;
-    log_limited(WSE_LOG_INFO, "idle timeout", "%s idle timeout: closing with 1001",
-                peer_str(c, addr));
+    log_debug("%s idle timeout: closing with 1001", peer_str(c, addr));
     start_close(c, WSE_CLOSE_GOING_AWAY, "idle timeout");
 }
 
@@ -1266,7 +1361,7 @@ static void close_expired(struct wse_tlist *list, struct wse_tlink *link)
     c->timer = TK_NONE;
     if (c->state != ST_LINGER) {
         char addr[WSE_ADDR_MAX];
-        log_limited(WSE_LOG_INFO, "close timeout", "%s close timeout: dropping", peer_str(c, addr));
+        log_debug("%s close timeout: dropping", peer_str(c, addr));
         set_cause(c, CC_TIMEOUT);
     }
     conn_free(c);
@@ -1310,6 +1405,8 @@ void wse_conn_accepted(int fd, const struct sockaddr_storage *peer)
         return;
     }
     set_peer(c, peer);
+    if (wse_access_on())
+        c->start_ms = mono_ms();
     c->state = ST_HANDSHAKE;
     ev_io_init(&c->io, on_io, fd, EV_READ);
     ev_io_start(W.loop, &c->io);
@@ -1326,6 +1423,17 @@ void wse_conn_iplimit(struct wse_iplimit *table, unsigned holder)
 {
     W.iplimit = table;
     W.holder = holder;
+}
+
+void wse_conn_access_refused(const struct sockaddr_storage *peer, int status)
+{
+    struct conn c = {.cause = CC_SERVER};
+
+    if (!wse_access_on())
+        return;
+    set_peer(&c, peer);
+    c.start_ms = mono_ms();
+    access_record(&c, status);
 }
 
 unsigned wse_conn_count(void)

@@ -10,6 +10,7 @@
  * the flood stopped.  Unflooded, a limited line costs one coarse clock read.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -26,7 +27,11 @@ enum wse_log_level wse_log_max = WSE_LOG_INFO;
 
 static int log_fd = STDERR_FILENO;
 static char log_path[WSE_STR_MAX];
+
+int wse_access_fd = -1;
+static char access_path[WSE_STR_MAX] = "off";
 static char log_who[48] = "master";
+static int log_worker = -1;     /* the worker slot, for access lines */
 
 static const char *const level_names[] = {"error", "warn ", "info ", "debug"};
 
@@ -100,13 +105,95 @@ void wse_log_switch(int fd, const char *path, enum wse_log_level level,
 
 void wse_log_discard(struct wse_log_saved *s)
 {
-    if (s->fd >= 0 && s->fd != STDERR_FILENO && s->fd != log_fd)
+    if (s->fd >= 0 && s->fd != STDERR_FILENO && s->fd != log_fd && s->fd != wse_access_fd)
         close(s->fd);
     s->fd = -1;
 }
 
+/* ---- the access log ------------------------------------------------------ */
+
+int wse_access_prepare(const char *path, int *fd)
+{
+    if (strcmp(path, "off") == 0)
+        *fd = -1;
+    else if (strcmp(path, "stderr") == 0)
+        *fd = STDERR_FILENO;
+    else if ((*fd = open_path(path)) < 0)
+        return -1;
+    return 0;
+}
+
+int wse_access_open(const char *path)
+{
+    int fd;
+
+    if (wse_access_prepare(path, &fd) < 0)
+        return -1;
+    wse_access_fd = fd;
+    snprintf(access_path, sizeof access_path, "%s", path);
+    return 0;
+}
+
+int wse_access_reopen(void)
+{
+    if (wse_access_fd < 0 || wse_access_fd == STDERR_FILENO)
+        return 0;
+    int fd = open_path(access_path);
+    if (fd < 0)
+        return -1;
+    close(wse_access_fd);
+    wse_access_fd = fd;
+    return 0;
+}
+
+void wse_access_switch(int fd, const char *path, struct wse_log_saved *before)
+{
+    before->fd = wse_access_fd;
+    before->level = WSE_LOG_INFO;
+    snprintf(before->path, sizeof before->path, "%s", access_path);
+    wse_access_fd = fd;
+    snprintf(access_path, sizeof access_path, "%s", path);
+}
+
+static bool escape_plain(unsigned char ch)
+{
+    return ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\';
+}
+
+const char *wse_log_escape(const char *p, size_t n, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t whole = 0, room, o = 0, i = 0;
+
+    for (; i < n && whole < cap; i++)
+        whole += escape_plain((unsigned char)p[i]) ? 1 : 4;
+    /* All of it with its NUL, or as much as leaves room for "..." and the NUL;
+     * an escape is never cut in half. */
+    room = i == n && whole < cap ? cap - 1 : cap - 4;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (o + (escape_plain(ch) ? 1 : 4) > room)
+            break;
+        if (escape_plain(ch)) {
+            out[o++] = (char)ch;
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[ch >> 4];
+            out[o++] = hex[ch & 15];
+        }
+    }
+    if (i < n) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+    return out;
+}
+
 void wse_log_identity(int worker, int pid)
 {
+    log_worker = worker;
     if (worker < 0)
         snprintf(log_who, sizeof log_who, "master pid %d", pid);
     else
@@ -148,6 +235,33 @@ static void emit(enum wse_log_level level, const char *syscall, int err,
     line[n++] = '\n';
     /* A log line is best effort: a full disk must not stop the server. */
     ssize_t w = write(log_fd, line, n);
+    (void)w;
+}
+
+void wse_access_line(const char *fmt, ...)
+{
+    char line[1024];
+    struct timeval tv;
+    struct tm tm;
+    va_list ap;
+
+    if (wse_access_fd < 0)
+        return;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    size_t n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
+    int k = snprintf(line + n, sizeof line - n, ".%03dZ worker=%d ", (int)(tv.tv_usec / 1000),
+                     log_worker);
+    n += (size_t)(k > 0 ? k : 0);
+    va_start(ap, fmt);
+    k = vsnprintf(line + n, sizeof line - n, fmt, ap);
+    va_end(ap);
+    n = k < 0 ? n : (n + (size_t)k < sizeof line ? n + (size_t)k : sizeof line - 1);
+    if (n >= sizeof line - 1)
+        n = sizeof line - 2;
+    line[n++] = '\n';
+    /* Best effort, like the main log; O_APPEND keeps workers' lines whole. */
+    ssize_t w = write(wse_access_fd, line, n);
     (void)w;
 }
 

@@ -43,5 +43,10 @@ int main(int argc, char *argv[])
         fprintf(stderr, "wsechod: cannot open log file '%s': %s\n", cfg.log_file, strerror(errno));
         return 1;
     }
+    if (wse_access_open(cfg.access_log) < 0) {
+        fprintf(stderr, "wsechod: cannot open access log '%s': %s\n", cfg.access_log,
+                strerror(errno));
+        return 1;
+    }
     return wse_master_run(&cfg, argc, argv);
 }

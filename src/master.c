@@ -101,6 +101,7 @@ static struct {
     struct wse_stats stats;
     struct wse_iplimit iplimit;  /* per-address counts; holders are stats slots */
     struct wse_log_saved log_before;   /* the master's log while a reload starts */
+    struct wse_log_saved access_before;   /* ... and its access log */
     unsigned generation;         /* the generation owning the slots (the new one in a reload) */
     unsigned prev_generation;    /* the one serving while a reload starts */
     unsigned generations;        /* numbers handed out, never reused */
@@ -386,8 +387,9 @@ static void child_cleanup(const int *keep, unsigned nkeep)
             close(p->chan);
     metrics_child_cleanup(keep, nkeep);
     close(M.sigfd);
-    /* The log a reload may go back to is the master's, not this worker's. */
+    /* The logs a reload may go back to are the master's, not this worker's. */
     wse_log_discard(&M.log_before);
+    wse_log_discard(&M.access_before);
     /* The master's loop (ev_loop_new, no signal handlers of libev's) is
      * freed with its epoll fd; the child builds its own. */
     ev_loop_destroy(M.loop);
@@ -561,6 +563,7 @@ static void swap_generation(void)
     groups_prune(&M.cfg);
     metrics_commit(&M.cfg);
     wse_log_discard(&M.log_before);
+    wse_log_discard(&M.access_before);
     slots_cover();
     for (struct proc *p = M.procs; p; p = p->next) {
         if (p->generation < M.generation && p->state != P_DRAINING && p->state != P_STOPPING) {
@@ -635,6 +638,9 @@ static void restore_log(void)
     wse_log_switch(M.log_before.fd, M.log_before.path, M.log_before.level, &abandoned);
     M.log_before.fd = -1;
     wse_log_discard(&abandoned);
+    wse_access_switch(M.access_before.fd, M.access_before.path, &abandoned);
+    M.access_before.fd = -1;
+    wse_log_discard(&abandoned);
 }
 
 /* A reload whose workers did not all come up is undone: the old ones stay. */
@@ -680,6 +686,15 @@ static void on_ready_timeout(struct ev_loop *loop, ev_timer *t, int revents)
         abandon_reload("new workers not ready in time");
 }
 
+/* Closes the files a rejected reload opened for its logs. */
+static void close_prepared(int log_fd, int access_fd)
+{
+    if (log_fd != STDERR_FILENO)
+        close(log_fd);
+    if (access_fd >= 0 && access_fd != STDERR_FILENO)
+        close(access_fd);
+}
+
 static void reload(void)
 {
     char err[512];
@@ -711,11 +726,19 @@ static void reload(void)
         wse_notify("READY=1\nSTATUS=reload rejected: cannot open log file %s", M.next.log_file);
         return;
     }
+    int access_fd;
+    if (wse_access_prepare(M.next.access_log, &access_fd) < 0) {
+        wse_log_errno(WSE_LOG_ERROR, "open",
+                      "reload rejected, configuration unchanged: access log %s", M.next.access_log);
+        wse_notify("READY=1\nSTATUS=reload rejected: cannot open access log %s",
+                   M.next.access_log);
+        close_prepared(log_fd, -1);
+        return;
+    }
     if (groups_open(&M.next) < 0) {
         log_error("reload: cannot listen on the new addresses; configuration unchanged");
         wse_notify("READY=1\nSTATUS=reload rejected: cannot listen on the new addresses");
-        if (log_fd != STDERR_FILENO)
-            close(log_fd);
+        close_prepared(log_fd, access_fd);
         return;
     }
     if (metrics_prepare(&M.next) < 0) {
@@ -724,12 +747,12 @@ static void reload(void)
         wse_notify("READY=1\nSTATUS=reload rejected: cannot listen on the new metrics-listen "
                    "address");
         groups_rollback();
-        if (log_fd != STDERR_FILENO)
-            close(log_fd);
+        close_prepared(log_fd, access_fd);
         return;
     }
-    /* The new workers inherit the master's log at fork: switch it first. */
+    /* The new workers inherit the master's logs at fork: switch them first. */
     wse_log_switch(log_fd, M.next.log_file, M.next.log_level, &M.log_before);
+    wse_access_switch(access_fd, M.next.access_log, &M.access_before);
     M.prev_generation = M.generation;
     M.generation = ++M.generations;
     M.reloading = true;
@@ -1093,6 +1116,8 @@ static void reopen_logs(void)
 {
     if (wse_log_reopen() < 0)
         wse_log_errno(WSE_LOG_ERROR, "open", "reopening log file %s", slots_cfg()->log_file);
+    if (wse_access_reopen() < 0)
+        wse_log_errno(WSE_LOG_ERROR, "open", "reopening access log %s", slots_cfg()->access_log);
     for (struct proc *p = M.procs; p; p = p->next)
         tell(p, WSE_CHAN_REOPEN);
     metrics_signal(SIGUSR1);
@@ -1285,6 +1310,7 @@ int wse_master_run(const struct wse_config *cfg, int argc, char *const argv[])
     M.pid = getpid();
     M.sigfd = -1;
     M.log_before.fd = -1;
+    M.access_before.fd = -1;
     M.generation = M.generations = 1;
     wse_log_identity(-1, (int)M.pid);
 

@@ -157,6 +157,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             log_limited(WSE_LOG_WARN, "connection limit", "connection limit %u reached: answering 503",
                         cfg->max_connections);
             reject_busy(fd);
+            wse_conn_access_refused(&peer, 503);
             continue;
         }
         wse_conn_accepted(fd, &peer);
@@ -283,6 +284,8 @@ static void on_chan(struct ev_loop *loop, ev_io *w, int revents)
         case WSE_CHAN_REOPEN:
             if (wse_log_reopen() < 0)
                 wse_log_errno(WSE_LOG_ERROR, "open", "reopening the log file");
+            if (wse_access_reopen() < 0)
+                wse_log_errno(WSE_LOG_ERROR, "open", "reopening the access log");
             break;
         default: log_warn("unknown channel record %u", rec.type); break;
         }

@@ -187,7 +187,8 @@ async def drive(srv, browser):
 @wse.timeout(60)
 def test_browser_types_and_clicks_and_sees_the_echo():
     cdp.require_chromium()
-    with Server("--drain-timeout", "0") as srv, cdp.Chromium(start_timeout=30) as browser:
+    # Debug: the per-connection lines (open, close from client, http NNN).
+    with Server("--drain-timeout", "0", "--log-level", "debug") as srv, cdp.Chromium(start_timeout=30) as browser:
         asyncio.run(drive(srv, browser))
 
 

@@ -91,7 +91,7 @@ def wait_until_serving(lb):
 
 def proxied_instances():
     args = ("--proxy-protocol", "--drain-timeout", "1", "--close-spread", "0.2")
-    return Server(*args), Server(*args)
+    return Server(*args, access_log=True), Server(*args, access_log=True)
 
 
 @wse.timeout(120)
@@ -103,13 +103,13 @@ def test_real_client_addresses_through_haproxy():
             wait_until_serving(lb)
             for i in range(6):
                 client_port = asyncio.run(echo_through(lb.port, f"m{i}"))
-                rx = rf"\] {wse.HOST}:{client_port} open /websocket"
-                wse.wait_until(lambda: a.find_lines(rx) or b.find_lines(rx), wse.scaled(5),
-                               f"a log line with the client's own port {client_port}")
+                rx = rf" peer={wse.HOST}:{client_port} request=\"GET /websocket\" status=101 "
+                wse.wait_until(lambda: a.access_lines(rx) or b.access_lines(rx), wse.scaled(5),
+                               f"an access line with the client's own port {client_port}")
             # Health checks arrive as PROXY v2 LOCAL and are answered.
             assert not a.find_lines(r"PROXY") and not b.find_lines(r"PROXY"), \
                 a.output() + b.output()
-            wse.wait_until(lambda: a.find_lines(r"open /websocket") and b.find_lines(r"open /websocket"),
+            wse.wait_until(lambda: a.access_lines(r"status=101") and b.access_lines(r"status=101"),
                            wse.scaled(5), "both instances logging a connection (leastconn)")
         finally:
             lb.stop()
@@ -150,7 +150,7 @@ def test_reload_then_quit_one_instance_behind_haproxy_no_client_fails():
                 assert status == 0, f"instance a exit status {status}"
                 n = ok[0]
                 wse.wait_until(lambda: ok[0] >= n + 30, wse.scaled(20), "traffic after the stop")
-                wse.wait_until(lambda: b.find_lines(r"open /websocket"), wse.scaled(5),
+                wse.wait_until(lambda: b.access_lines(r"status=101"), wse.scaled(5),
                                "instance b logging a connection")
             finally:
                 stop.set()

@@ -96,7 +96,8 @@ def test_ipv6_listener():
 def test_log_file_and_reopen_on_sigusr1():
     with tempfile.TemporaryDirectory() as d:
         log = os.path.join(d, "wsechod.log")
-        with Server("--log-file", log, ready=None) as srv:
+        # Debug: a worker's line for each connection, to see where it lands.
+        with Server("--log-file", log, "--log-level", "debug", ready=None) as srv:
             wse.wait_until(lambda: os.path.exists(log) and "serving" in open(log).read(),
                            wse.scaled(10), "the serving line in the log file")
             os.rename(log, log + ".1")
@@ -127,19 +128,6 @@ def flood_accounting(srv, line_rx, what, sent):
     written, held = wse.wait_until(accounted, wse.scaled(10), f"{sent} {what} lines accounted for")
     assert written + sum(held) == sent, f"{written} written + {held} summarised != {sent}"
     return written, held
-
-
-def test_a_404_flood_is_logged_as_a_burst_and_a_summary():
-    n = 200
-    with Server("-w", "1", workers=None) as srv:
-        t0 = time.monotonic()
-        for _ in range(n):
-            resp = wse.http_request(srv.port, "GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert resp.status == 404, resp
-        seconds = time.monotonic() - t0
-        written, held = flood_accounting(srv, r"\] 127\.0\.0\.1:\d+ http 404 Not Found", "http 4xx/5xx", n)
-        # A burst per started second, the rest summarised.
-        assert held and written <= 10 * (int(seconds) + 2), (written, held, seconds)
 
 
 def test_connection_limit_flood_is_logged_as_a_burst_and_a_summary():

@@ -26,10 +26,10 @@ def node_binary():
 @wse.timeout(60)
 def test_node_echo():
     node = node_binary()
-    with Server() as srv:
+    with Server(access_log=True) as srv:
         r = subprocess.run([node, SCRIPT, srv.uri()], stdin=subprocess.DEVNULL,
                            capture_output=True, timeout=wse.scaled(40))
         out = (r.stdout + r.stderr).decode(errors="replace").strip()
         assert r.returncode == 0, f"node client failed ({r.returncode}): {out}"
         assert out.startswith("ok 11 code 1000"), out
-        srv.wait_for_line(r"close 1000 from client", 5)
+        srv.wait_for_access(r"status=101 .* close=1000 by=client", 1, 5)

@@ -32,17 +32,17 @@ def exchange(port, data, timeout=5):
 
 
 def test_v1_and_v2_headers_set_the_logged_client_address():
-    with Server("--proxy-protocol") as srv:
+    with Server("--proxy-protocol", access_log=True) as srv:
         req, _ = wse.upgrade_request()
         out, closed = exchange(srv.port, b"PROXY TCP4 203.0.113.7 127.0.0.1 4242 80\r\n" + req)
         assert out.startswith(b"HTTP/1.1 101"), out
-        srv.wait_for_line(r"\] 203\.0\.113\.7:4242 open /websocket", 5)
+        srv.wait_for_access(r" peer=203\.0\.113\.7:4242 request=\"GET /websocket\" status=101 ", 1, 5)
         out, closed = exchange(srv.port, b"PROXY TCP6 2001:db8::5 ::1 5353 80\r\n" + req)
         assert out.startswith(b"HTTP/1.1 101"), out
-        srv.wait_for_line(r"\] \[2001:db8::5\]:5353 open /websocket", 5)
+        srv.wait_for_access(r" peer=\[2001:db8::5\]:5353 request=\"GET /websocket\" status=101 ", 1, 5)
         out, closed = exchange(srv.port, v2("198.51.100.9", 6000, tlv=b"\x04\x00\x01x") + req)
         assert out.startswith(b"HTTP/1.1 101"), out
-        srv.wait_for_line(r"\] 198\.51\.100\.9:6000 open /websocket", 5)
+        srv.wait_for_access(r" peer=198\.51\.100\.9:6000 request=\"GET /websocket\" status=101 ", 1, 5)
         # A health check: v2 LOCAL, the balancer's own address stays.
         local = SIG + b"\x20\x00\x00\x00"
         out, closed = exchange(srv.port, local + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")

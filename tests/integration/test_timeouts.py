@@ -24,7 +24,7 @@ async def echo_until(ws, done, label):
 
 async def test_slowloris_closed_by_handshake_timeout():
     loop = asyncio.get_running_loop()
-    with Server("--handshake-timeout", "1") as srv:
+    with Server("--handshake-timeout", "1", access_log=True) as srv:
         slow = RawWS(srv.port, handshake=False)
         try:
             t0 = time.monotonic()
@@ -40,7 +40,7 @@ async def test_slowloris_closed_by_handshake_timeout():
                 # The upgraded connection outlived the handshake timeout.
                 await ws.send("after")
                 assert await wse.wait_for(ws.recv(), 5, "echo") == "after"
-            srv.wait_for_line(r"handshake timeout", 5)
+            srv.wait_for_access(r" request=- status=- time=\d+\.\d{3} msgs=0 bytes=0 close=- by=timeout$", 1, 5)
         finally:
             slow.close()
 

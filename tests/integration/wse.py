@@ -15,6 +15,7 @@ import base64
 import collections
 import ctypes
 import hashlib
+import json
 import os
 import re
 import select
@@ -22,6 +23,7 @@ import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -210,8 +212,14 @@ class Server:
     """
 
     def __init__(self, *args, workers=2, port=None, ready=r"\[master pid \d+\] serving\b", start_timeout=10,
-                 env=None, worker_deaths_ok=False):
+                 env=None, worker_deaths_ok=False, access_log=False):
         self.args = [str(a) for a in args]
+        # access_log=True: --access-log to a file of a temporary directory,
+        # read by access_lines() and wait_for_access().
+        self.access_dir = tempfile.TemporaryDirectory() if access_log else None
+        self.access_path = os.path.join(self.access_dir.name, "access.log") if access_log else None
+        if access_log:
+            self.args += ["--access-log", self.access_path]
         self.workers = workers
         self.want_port = port
         self.ready = ready
@@ -384,18 +392,53 @@ class Server:
     def _tail(self, n=40):
         return "\n".join("    | " + l for l in self.lines[-n:])
 
+    def access_lines(self, regex=None):
+        """The access log's lines (matches of regex, if given)."""
+        try:
+            with open(self.access_path, encoding="utf-8", errors="replace") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return []
+        if regex is None:
+            return lines
+        rx = re.compile(regex)
+        return [m for m in (rx.search(l) for l in lines) if m]
+
+    def wait_for_access(self, regex, count=1, timeout=10):
+        """Waits until at least count access lines match regex; returns the
+        matches.  (A worker writes the line when the connection ends.)"""
+        return wait_until(lambda: (lambda ms: ms if len(ms) >= count else None)(
+                              self.access_lines(regex)),
+                          scaled(timeout), f"{count} access lines matching {regex!r}")
+
+    def stats_name(self):
+        for i, a in enumerate(self.args):
+            if a == "--stats-name" and i + 1 < len(self.args):
+                return self.args[i + 1]
+            if a.startswith("--stats-name="):
+                return a.split("=", 1)[1]
+        return f"wsechod.{self.port}"
+
     def worker_of(self, client_port, timeout=10):
         """(slot, pid) of the worker serving the connection from client_port
-        (on 127.0.0.1).  Found in /proc, not by the connection's "open" log
-        line: per-connection lines are rate limited, so that line may be
-        summarised.  The slot comes from any line of that worker (the first
-        line of each kind is always written)."""
+        (on 127.0.0.1).  The pid is found in /proc, its slot in the stats
+        segment: no log line is one per connection at the default level."""
         def pid_of():
             inode = server_socket_inode(self.port, client_port)
             return inode and pid_holding_socket(self.children(), inode)
         pid = wait_until(pid_of, scaled(timeout), f"the worker serving port {client_port}")
-        m = self.wait_for_line(rf"\[worker (\d+) pid {pid}\]", timeout)
-        return int(m.group(1)), pid
+
+        def slot_of():
+            p = subprocess.run([binary(), "stats", "--stats-name", self.stats_name(), "--json"],
+                               capture_output=True, text=True, timeout=scaled(10))
+            if p.returncode != 0:
+                return None
+            for w in json.loads(p.stdout)["workers"]:
+                if w.get("pid") == pid:
+                    return (w["worker"],)
+            return None
+        slot, = wait_until(slot_of, scaled(timeout), f"worker pid {pid} in the stats")
+        return slot, pid
 
     def wait_exit(self, timeout):
         """Waits for the master to exit; returns its status (None on timeout)."""

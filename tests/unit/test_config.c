@@ -125,6 +125,7 @@ START_TEST(defaults)
     ck_assert_uint_eq(cfg.drain_close_code, 1001);
     ck_assert_str_eq(cfg.log_file, "");
     ck_assert_int_eq(cfg.log_level, WSE_LOG_INFO);
+    ck_assert_str_eq(cfg.access_log, "off");
     ck_assert_str_eq(err, "");
 }
 END_TEST

@@ -1,7 +1,7 @@
 /*
  * test_log.c - the per-call-site rate limit of lines a peer can cause at
  * will: bursts, summaries, their accounting (written + summarised = sent),
- * and the file a flood leaves.
+ * and the file a flood leaves; the escaping of peer text in access lines.
  */
 #include <check.h>
 #include <stdio.h>
@@ -179,6 +179,41 @@ START_TEST(one_line_held_is_one_line)
 }
 END_TEST
 
+START_TEST(escape_keeps_visible_ascii_and_hides_the_rest)
+{
+    char out[64];
+    const char in[] = "/a\"b\\c d\n\x1b[2J\xff";
+
+    ck_assert_str_eq(wse_log_escape(in, sizeof in - 1, out, sizeof out),
+                     "/a\\x22b\\x5cc\\x20d\\x0a\\x1b[2J\\xff");
+    ck_assert_str_eq(wse_log_escape("", 0, out, sizeof out), "");
+    /* A NUL inside the span is a byte like the others. */
+    ck_assert_str_eq(wse_log_escape("a\0b", 3, out, sizeof out), "a\\x00b");
+}
+END_TEST
+
+START_TEST(escape_cuts_with_dots_and_never_overflows)
+{
+    char big[1000];
+    char out[16];
+
+    memset(big, 'x', sizeof big);
+    for (size_t cap = 8; cap <= sizeof out; cap++) {
+        memset(out, '#', sizeof out);
+        const char *r = wse_log_escape(big, sizeof big, out, cap);
+        size_t len = strlen(r);
+        ck_assert_uint_lt(len, cap);
+        ck_assert_str_eq(r + len - 3, "...");
+        if (cap < sizeof out)
+            ck_assert_int_eq(out[cap], '#');   /* nothing written past cap */
+    }
+    /* Exactly fitting: no dots. */
+    ck_assert_str_eq(wse_log_escape(big, 7, out, 8), "xxxxxxx");
+    /* An escape that would not fit whole is cut before, not halfway. */
+    ck_assert_str_eq(wse_log_escape("abcd\"efgh", 9, out, 9), "abcd...");
+}
+END_TEST
+
 static Suite *log_suite(void)
 {
     Suite *s = suite_create("log");
@@ -191,6 +226,8 @@ static Suite *log_suite(void)
     tcase_add_test(tc, every_line_is_written_or_summarised);
     tcase_add_test(tc, a_flood_leaves_a_burst_and_one_summary_in_the_file);
     tcase_add_test(tc, one_line_held_is_one_line);
+    tcase_add_test(tc, escape_keeps_visible_ascii_and_hides_the_rest);
+    tcase_add_test(tc, escape_cuts_with_dots_and_never_overflows);
     suite_add_tcase(s, tc);
     return s;
 }
