@@ -158,7 +158,7 @@ def test_reload_keeps_counting_the_old_workers_connections():
         old = [RawWS(srv.port) for _ in range(3)]
         mark = srv.mark()
         srv.signal(signal.SIGHUP)
-        srv.wait_for_line(r"reload: generation 2 serving with 1 workers", 10, start=mark)
+        srv.wait_for_line(r"reload: generation 2 serving with 1 worker;", 10, start=mark)
         srv.wait_for_line(r"\] draining", 10, start=mark)
         # Served by the new worker, counted with the draining one's.
         over_limit(srv.port)
