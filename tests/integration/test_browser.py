@@ -211,6 +211,7 @@ def test_browser_page_works_with_allow_origin():
     """--allow-origin for another site does not lock out the server's own
     page: its Origin names the address the browser connected to."""
     cdp.require_chromium()
-    with Server("--allow-origin", "https://example.com") as srv, \
+    # Debug: the per-connection lines (open, http NNN) are looked for.
+    with Server("--allow-origin", "https://example.com", "--log-level", "debug") as srv, \
             cdp.Chromium(start_timeout=30) as browser:
         asyncio.run(drive_allow_listed(srv, browser))
