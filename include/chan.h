@@ -13,6 +13,8 @@ enum wse_chan_type {
     WSE_CHAN_DRAIN,         /* master -> worker: stop accepting, drain, exit */
     WSE_CHAN_STOP,          /* master -> worker: close everything with 1001 now, exit */
     WSE_CHAN_REOPEN,        /* master -> worker: reopen the log file */
+    WSE_CHAN_WATCH,         /* master -> worker: serve slot arg's sockets too (its worker is down) */
+    WSE_CHAN_UNWATCH,       /* master -> worker: slot arg's worker serves again: leave them */
 };
 
 struct wse_chan_rec {

@@ -4,8 +4,9 @@
  * disappears.
  *
  * A worker sees the master only through these arguments and the channel
- * (chan.h): READY when it serves; it obeys STOP, DRAIN and REOPEN; EOF on
- * the channel means the master is gone, and the worker stops at once.
+ * (chan.h): READY when it serves; it obeys STOP, DRAIN, REOPEN, WATCH and
+ * UNWATCH; EOF on the channel means the master is gone, and the worker
+ * stops at once.
  */
 #ifndef WSE_WORKER_H
 #define WSE_WORKER_H
@@ -21,7 +22,11 @@ struct wse_worker_args {
     unsigned generation;
     pid_t master_pid;
     const struct wse_config *cfg;
-    const int *listen_fds;      /* this slot's listeners, one per address */
+    /* Every listening socket of this generation's addresses; the worker
+     * watches those of its own slot, and those of a slot the master tells
+     * it to adopt (WSE_CHAN_WATCH) while that slot's worker is down. */
+    const int *listen_fds;
+    const unsigned *listen_slots;   /* for each socket: the slot whose worker watches it */
     unsigned nlisten;
     int chan_fd;
     struct wse_stats_slot *stats;   /* this process's slot in the stats segment */

@@ -316,15 +316,22 @@ static void groups_close_all(void)
             group_close(&M.groups[g]);
 }
 
-/* The sockets worker `slot` of `nworkers` watches: slot j goes to j mod n. */
-static unsigned fds_for(const struct wse_config *cfg, unsigned slot, int *out, unsigned cap)
+/*
+ * The sockets a worker of cfg holds: every socket of its addresses, each
+ * with the slot that watches it (socket j: slot j mod workers).  A worker
+ * watches its own slot's, and holds the others so that it can adopt an
+ * orphaned slot's at once (see "orphaned slots").
+ */
+static unsigned fds_for(const struct wse_config *cfg, int *out, unsigned *slots, unsigned cap)
 {
     unsigned n = 0;
 
     for (unsigned l = 0; l < cfg->nlisten; l++) {
         const struct group *grp = group_find(&cfg->listen[l]);
-        for (unsigned j = slot; grp && j < grp->nfds && n < cap; j += cfg->workers)
+        for (unsigned j = 0; grp && j < grp->nfds && n < cap; j++) {
+            slots[n] = j % cfg->workers;
             out[n++] = grp->fds[j];
+        }
     }
     return n;
 }
@@ -348,8 +355,11 @@ static void proc_close_chan(struct proc *p)
     p->chan = -1;
 }
 
+static void adoption_forget(const struct proc *p);
+
 static void proc_unlink(struct proc *p)
 {
+    adoption_forget(p);
     for (struct proc **pp = &M.procs; *pp; pp = &(*pp)->next) {
         if (*pp == p) {
             *pp = p->next;
@@ -400,10 +410,11 @@ static void on_chan(struct ev_loop *loop, ev_io *w, int revents);
 static void child_main(struct proc *p, const struct wse_config *cfg, int chan_fd)
 {
     static int fds[WSE_MAX_LISTEN * WSE_MAX_WORKERS];
-    unsigned n = fds_for(cfg, (unsigned)p->slot, fds, countof(fds));
+    static unsigned fd_slots[countof(fds)];
+    unsigned n = fds_for(cfg, fds, fd_slots, countof(fds));
     struct wse_worker_args args = {
         .slot = p->slot, .generation = p->generation, .master_pid = M.pid, .cfg = cfg,
-        .listen_fds = fds, .nlisten = n, .chan_fd = chan_fd,
+        .listen_fds = fds, .listen_slots = fd_slots, .nlisten = n, .chan_fd = chan_fd,
         .stats = &M.stats.slots[p->stats_slot],
         .iplimit = &M.iplimit, .holder = (unsigned)p->stats_slot,
     };
@@ -541,6 +552,73 @@ static void slots_cover(void)
     }
 }
 
+/* ---- orphaned slots ------------------------------------------------------- */
+
+/*
+ * A slot whose worker died leaves its sockets unserved until the respawn
+ * (up to RESPAWN_MAX in a crash loop), while the kernel keeps hashing new
+ * connections to them.  Every worker holds every socket of its addresses
+ * (fds_for), so until the slot's worker is back and ready, a live worker
+ * of the same generation is told to watch them too (WSE_CHAN_WATCH), and
+ * to leave them once it is (WSE_CHAN_UNWATCH).  Holding or watching a
+ * socket changes nothing in how the kernel spreads connections over them.
+ *
+ * The generation that adopts is the serving one: while a reload starts,
+ * the previous one (a new worker that dies fails the reload instead).
+ * Draining workers closed their sockets and adopt nothing.
+ */
+static struct proc *adopters[WSE_MAX_WORKERS];   /* who watches slot k's sockets for it */
+
+static void adoption_forget(const struct proc *p)
+{
+    for (unsigned k = 0; k < WSE_MAX_WORKERS; k++)
+        if (adopters[k] == p)
+            adopters[k] = NULL;
+}
+
+static void adoption_tell(struct proc *p, uint32_t type, unsigned slot)
+{
+    /* Not fatal: a worker that cannot hear this is dying, and its death
+     * makes another one adopt. */
+    if (p->chan < 0 || wse_chan_send(p->chan, type, slot) < 0)
+        log_warn("worker %d (pid %d): cannot tell it to %s slot %u's sockets", p->slot,
+                 (int)p->pid, type == WSE_CHAN_WATCH ? "serve" : "leave", slot);
+}
+
+/* Brings every slot of the serving generation to: served by its own
+ * worker, or else by the next live one after it. */
+static void adoption_update(void)
+{
+    static struct proc *serving[WSE_MAX_WORKERS];
+    unsigned generation = M.reloading ? M.prev_generation : M.generation;
+    unsigned n = M.cfg.workers;
+
+    if (M.stopping || !M.serving)
+        return;
+    memset(serving, 0, sizeof serving);
+    for (struct proc *p = M.procs; p; p = p->next)
+        if (p->generation == generation && p->state == P_RUNNING && (unsigned)p->slot < n)
+            serving[p->slot] = p;
+    for (unsigned k = 0; k < WSE_MAX_WORKERS; k++) {
+        struct proc *want = NULL, *had = adopters[k];
+        for (unsigned i = 1; k < n && !serving[k] && i < n && !want; i++)
+            want = serving[(k + i) % n];
+        if (want == had)
+            continue;
+        adopters[k] = want;
+        if (had && had->generation == generation && proc_live(had)) {
+            adoption_tell(had, WSE_CHAN_UNWATCH, k);
+            log_info("worker %d (pid %d) leaves slot %u's sockets to its worker again", had->slot,
+                     (int)had->pid, k);
+        }
+        if (want) {
+            adoption_tell(want, WSE_CHAN_WATCH, k);
+            log_info("worker %d (pid %d) serves slot %u's sockets until its worker is back",
+                     want->slot, (int)want->pid, k);
+        }
+    }
+}
+
 /* ---- generations --------------------------------------------------------- */
 
 static bool generation_ready(unsigned generation)
@@ -628,6 +706,7 @@ static void on_chan(struct ev_loop *loop, ev_io *w, int revents)
             on_ready(p);
     if (rc == 0)
         proc_close_chan(p);     /* the worker is gone; SIGCHLD tells how */
+    adoption_update();
 }
 
 /* The master logs as the serving generation's configuration says again. */
@@ -873,6 +952,7 @@ static void reap_children(void)
         else
             metrics_died(pid, status);
     }
+    adoption_update();
     if (M.stopping && !M.procs && !metrics_running())
         ev_break(M.loop, EVBREAK_ALL);
 }

@@ -47,7 +47,8 @@
 static struct {
     struct ev_loop *loop;
     const struct wse_worker_args *args;
-    ev_io *listeners;           /* one per listening socket of this worker */
+    ev_io *listeners;           /* one per listening socket this worker holds */
+    bool *watched;              /* ... whether it serves it: its own slot's, or an adopted one's */
     bool listeners_closed;
     ev_io chan;
     ev_timer accept_backoff;
@@ -68,19 +69,58 @@ static void listeners_stop(void)
         ev_io_stop(K.loop, &K.listeners[i]);
 }
 
+static bool accepts_paused(void)
+{
+    return ev_is_active(&K.accept_backoff);
+}
+
 static void listeners_start(void)
 {
     if (K.listeners_closed)
         return;
     for (unsigned i = 0; i < K.args->nlisten; i++)
-        ev_io_start(K.loop, &K.listeners[i]);
+        if (K.watched[i])
+            ev_io_start(K.loop, &K.listeners[i]);
+}
+
+/*
+ * The master's WATCH/UNWATCH: serve the sockets of slot `slot` too while
+ * its worker is down (they stay open in the master and in every worker of
+ * this generation, so the kernel keeps queueing there), or leave them to
+ * that worker again.  Leaving loses nothing: what is queued waits for the
+ * slot's own worker, which reported ready before the master said so.
+ * A worker that stopped accepting (draining) adopts nothing.
+ */
+static void listeners_adopt(unsigned slot, bool on)
+{
+    const struct wse_worker_args *a = K.args;
+    unsigned n = 0;
+
+    if (K.listeners_closed)
+        return;
+    if (slot >= a->cfg->workers || slot == (unsigned)a->slot) {
+        log_warn("channel: no slot %u to %s", slot, on ? "watch" : "unwatch");
+        return;
+    }
+    for (unsigned i = 0; i < a->nlisten; i++) {
+        if (a->listen_slots[i] != slot)
+            continue;
+        K.watched[i] = on;
+        n++;
+        if (!on)
+            ev_io_stop(K.loop, &K.listeners[i]);
+        else if (!accepts_paused())
+            ev_io_start(K.loop, &K.listeners[i]);
+    }
+    log_debug("%s %u %s of slot %u", on ? "serving" : "leaving", n,
+              wse_plural(n, "socket", "sockets"), slot);
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents);
 
 /*
  * Leaves the listening sockets to the others.  What the kernel already
- * queued for this worker is accepted first: the socket itself stays open
+ * queued for this worker (on the sockets it watches) is accepted first: the socket itself stays open
  * in the master (and in a new generation's worker), so nothing queued
  * after this is lost either.
  */
@@ -91,6 +131,11 @@ static void listeners_close(void)
     listeners_stop();
     for (unsigned i = 0; i < K.args->nlisten; i++) {
         int before;
+        if (!K.watched[i]) {
+            /* Another worker's: holding it made no difference to anyone. */
+            close(K.listeners[i].fd);
+            continue;
+        }
         do {
             before = (int)wse_conn_count();
             on_accept(K.loop, &K.listeners[i], EV_READ);
@@ -287,6 +332,8 @@ static void on_chan(struct ev_loop *loop, ev_io *w, int revents)
             if (wse_access_reopen() < 0)
                 wse_log_errno(WSE_LOG_ERROR, "open", "reopening the access log");
             break;
+        case WSE_CHAN_WATCH: listeners_adopt(rec.arg, true); break;
+        case WSE_CHAN_UNWATCH: listeners_adopt(rec.arg, false); break;
         default: log_warn("unknown channel record %u", rec.type); break;
         }
     }
@@ -376,16 +423,19 @@ int wse_worker_run(const struct wse_worker_args *a)
     }
     wse_conn_iplimit(a->iplimit, a->holder);
     K.listeners = calloc(a->nlisten ? a->nlisten : 1, sizeof *K.listeners);
-    if (!K.listeners) {
+    K.watched = calloc(a->nlisten ? a->nlisten : 1, sizeof *K.watched);
+    if (!K.listeners || !K.watched) {
         log_error("out of memory setting up the worker");
         return 1;
     }
-    for (unsigned i = 0; i < a->nlisten; i++)
+    for (unsigned i = 0; i < a->nlisten; i++) {
         ev_io_init(&K.listeners[i], on_accept, a->listen_fds[i], EV_READ);
+        K.watched[i] = a->listen_slots[i] == (unsigned)a->slot;
+    }
+    ev_timer_init(&K.accept_backoff, on_accept_backoff, 0, 0);
     listeners_start();
     ev_io_init(&K.chan, on_chan, a->chan_fd, EV_READ);
     ev_io_start(K.loop, &K.chan);
-    ev_timer_init(&K.accept_backoff, on_accept_backoff, 0, 0);
     ev_timer_init(&K.exit_poll, on_exit_poll, 0, EXIT_POLL);
     ev_timer_init(&K.deadline, on_deadline, 0, 0);
     ev_timer_init(&K.drain_timer, on_drain_timeout, 0, 0);

@@ -11,7 +11,7 @@ import tempfile
 import time
 
 import wse
-from wse import OP_TEXT, RawWS, Server, ServerError
+from wse import OP_TEXT, RawWS, Server, ServerError, push_into_backoff, ready_worker
 
 RESPAWN_MAX = 5.0          # the master's longest back-off (src/master.c)
 
@@ -63,33 +63,6 @@ class FdCap:
 
     def __exit__(self, *exc):
         resource.prlimit(self.pid, resource.RLIMIT_NOFILE, self.old)
-
-
-def ready_worker(srv, slot, start, timeout=10):
-    """pid of the next worker of slot the master reports ready (debug level)."""
-    m = srv.wait_for_line(rf"\] worker {slot} \(pid (\d+), generation \d+\) ready", timeout, start=start)
-    return int(m.group(1))
-
-
-def push_into_backoff(srv, slot, min_delay):
-    """Kills the worker of slot with SIGKILL right after each start until the
-    master waits at least min_delay seconds before respawning it.  Returns the
-    delay and the monotonic time the master announced it."""
-    pid = None
-    start = 0
-    for _ in range(12):
-        if pid is None:
-            pid = ready_worker(srv, slot, start)
-        mark = srv.mark()
-        os.kill(pid, signal.SIGKILL)
-        m = srv.wait_for_line(rf"worker {slot} \(pid {pid}\) killed by signal 9 .*; respawning in ([\d.]+) s",
-                              10, start=mark)
-        announced = time.monotonic()
-        delay = float(m.group(1))
-        if delay >= min_delay:
-            return delay, announced
-        pid, start = None, mark
-    raise AssertionError(f"worker {slot} never reached a back-off of {min_delay} s")
 
 
 def echo_all(port, n=20, timeout=2):

@@ -197,6 +197,34 @@ def wait_until(pred, timeout, what, interval=0.02):
         ev.wait(interval)
 
 
+def ready_worker(srv, slot, start, timeout=10):
+    """pid of the next worker of slot the master reports ready (the server must
+    log at debug level)."""
+    m = srv.wait_for_line(rf"\] worker {slot} \(pid (\d+), generation \d+\) ready", timeout, start=start)
+    return int(m.group(1))
+
+
+def push_into_backoff(srv, slot, min_delay):
+    """Kills the worker of slot with SIGKILL right after each start until the
+    master waits at least min_delay seconds before respawning it.  Returns the
+    delay and the monotonic time the master announced it."""
+    pid = None
+    start = 0
+    for _ in range(12):
+        if pid is None:
+            pid = ready_worker(srv, slot, start)
+        mark = srv.mark()
+        os.kill(pid, signal.SIGKILL)
+        m = srv.wait_for_line(rf"worker {slot} \(pid {pid}\) killed by signal 9 .*; respawning in ([\d.]+) s",
+                              10, start=mark)
+        announced = time.monotonic()
+        delay = float(m.group(1))
+        if delay >= min_delay:
+            return delay, announced
+        pid, start = None, mark
+    raise AssertionError(f"worker {slot} never reached a back-off of {min_delay} s")
+
+
 class ServerError(AssertionError):
     pass
 
