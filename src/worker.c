@@ -120,9 +120,9 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents);
 
 /*
  * Leaves the listening sockets to the others.  What the kernel already
- * queued for this worker (on the sockets it watches) is accepted first: the socket itself stays open
- * in the master (and in a new generation's worker), so nothing queued
- * after this is lost either.
+ * queued on the sockets this worker watches is accepted first: the sockets
+ * themselves stay open in the master (and in a new generation's workers),
+ * so nothing queued after this is lost either.
  */
 static void listeners_close(void)
 {
