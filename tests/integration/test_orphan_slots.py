@@ -63,7 +63,7 @@ def answered(socks, within):
 @wse.timeout(60)
 def test_the_adopter_leaves_the_sockets_when_the_worker_is_back():
     with Server("--log-level", "debug", workers=2, worker_deaths_ok=True) as srv:
-        _, _ = push_into_backoff(srv, 1, 0.4)
+        push_into_backoff(srv, 1, 0.4)
         mark = srv.mark()
         srv.wait_for_line(r"worker 0 \(pid \d+\) serves slot 1's sockets", 5)
         back = ready_worker(srv, 1, mark, timeout=10)
