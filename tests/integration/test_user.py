@@ -113,11 +113,10 @@ def test_sigusr1_reopens_files_the_user_cannot_open():
             srv.signal(signal.SIGUSR1)
             wse.wait_until(lambda: os.path.exists(log) and "log file reopened" in open(log).read(),
                            wse.scaled(10), "the master writing to the new file")
-            # The master sent the files before its line: a worker reads its
-            # channel before a new connection's events of the same wake-up,
-            # but not necessarily before this connect; so connect until a
-            # worker line lands in the new file, and check the old one
-            # never gets one after the reopen of its worker.
+            # The master sent the files before its line, but a worker may
+            # read its channel after our next connect: connect until a
+            # worker's line lands in the new file (then, below, no worker
+            # holds the old files any more).
             def worker_line_in_new():
                 echo_once(srv.port)
                 return re.search(r"\[worker \d+ pid \d+\] .*open /websocket", open(log).read())
