@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "priv.h"
+
 #define WSE_MAX_LISTEN   16
 #define WSE_MAX_ORIGINS  32
 #define WSE_MAX_WORKERS  1024
@@ -52,6 +54,9 @@ struct wse_config {
     char stats_name[WSE_STR_MAX];       /* "" = derived from the first port */
     struct wse_listen metrics_listen[1];    /* GET /metrics served here (metrics.c) */
     unsigned nmetrics_listen;           /* 0: off (the default) */
+    char user[WSE_STR_MAX];             /* --user: workers' user, "" = the master's */
+    char group[WSE_STR_MAX];            /* --group: "" = the user's login group */
+    struct wse_cred cred;               /* what they resolve to (priv.h) */
 
     /* endpoint */
     char path[WSE_STR_MAX];             /* default "/websocket" */

@@ -36,6 +36,14 @@ int wse_log_open(const char *path, enum wse_log_level level);
 /* Reopens the same path (logrotate).  Returns 0, or -1 and keeps the old fd. */
 int wse_log_reopen(void);
 
+/* The log file's descriptor, -1 when the log goes to stderr: what the
+ * master hands to the workers after a reopen. */
+int wse_log_file_fd(void);
+
+/* Writes the log to fd (the same file, reopened by the master) from now on;
+ * the descriptor in use is closed. */
+void wse_log_use_fd(int fd);
+
 /* The log in use before a wse_log_switch(): to go back to, or to discard. */
 struct wse_log_saved {
     int fd;
@@ -70,6 +78,12 @@ int wse_access_prepare(const char *path, int *fd);
 /* Writes the access log to fd (from wse_access_prepare(path)) from now on;
  * what was in use goes to *before, as with wse_log_switch(). */
 void wse_access_switch(int fd, const char *path, struct wse_log_saved *before);
+
+/* The access log file's descriptor, -1 when it is off or stderr. */
+int wse_access_file_fd(void);
+
+/* wse_log_use_fd() for the access log. */
+void wse_access_use_fd(int fd);
 
 extern int wse_access_fd;      /* -1 while the access log is off */
 

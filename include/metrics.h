@@ -21,6 +21,8 @@
 
 #include <sys/types.h>
 
+#include "priv.h"
+
 #define WSE_METRICS_MAX_CONNS 16
 #define WSE_METRICS_TIMEOUT 5.0
 #define WSE_METRICS_HEAD_MAX 4096
@@ -30,6 +32,8 @@ struct wse_metrics_args {
     const char *listen_text;    /* its address as configured, for the log */
     const char *stats_name;     /* the segment to read */
     pid_t master_pid;
+    const struct wse_cred *cred;    /* run as this (--user) once the segment is open */
+    const char *user;               /* ... as configured, for the log */
 };
 
 /* Runs in the freshly forked child; returns the exit status (SIGTERM: 0). */

@@ -17,6 +17,15 @@
 #include "iplimit.h"
 #include "stats.h"
 
+/*
+ * A worker (or the metrics process) that cannot start for a reason that a
+ * respawn cannot cure, such as failing to switch to --user, exits with this
+ * status (nginx's convention: 2 is fatal, not respawned).
+ */
+#ifndef WSE_EXIT_FATAL
+#define WSE_EXIT_FATAL 2
+#endif
+
 struct wse_worker_args {
     int slot;
     unsigned generation;

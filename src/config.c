@@ -102,12 +102,14 @@ static bool valid_path(const char *s);
 static bool valid_origin(const char *s);
 static bool valid_name(const char *s);
 static bool valid_utf8(const char *s);
+static bool valid_account(const char *s);
 
 /* A configuration file is a few hundred bytes; these caps only keep a wrong
  * path (a log file, /dev/zero) from taking the master's memory and time. */
 #define CONF_LINE_MAX 4096u         /* bytes in a line, without its newline */
 #define CONF_FILE_MAX (1u << 20)    /* bytes in the file */
 
+#define ACCOUNT_FORM "a user or group name (letters, digits, '.', '_', '-', a final '$') or a number"
 #define LISTEN_FORM "a numeric ADDRESS:PORT like 0.0.0.0:8000, [::1]:8000 or *:8000"
 
 static const struct opt opts[] = {
@@ -137,6 +139,13 @@ static const struct opt opts[] = {
       .help = "serve Prometheus GET /metrics here (not a listen port); off = none" },
     { .name = "pid-file", .kind = K_STRING, FIELD(pid_file), .def = "", .def_help = "none",
       .arg = "FILE", .help = "write the master's pid to FILE" },
+    { .name = "user", .kind = K_STRING, FIELD(user), .def = "", .def_help = "the master's",
+      .valid = valid_account, .expect = ACCOUNT_FORM, .arg = "USER",
+      .help = "run workers and the metrics process as USER (name or uid); needs root" },
+    { .name = "group", .kind = K_STRING, FIELD(group), .def = "",
+      .def_help = "USER's login group", .valid = valid_account, .expect = ACCOUNT_FORM,
+      .arg = "GROUP",
+      .help = "... and as GROUP (name or gid), their only group" },
     { .name = "stats-name", .kind = K_STRING, FIELD(stats_name), .def = "",
       .def_help = "derived from the first port", .valid = valid_name,
       .expect = "a name of letters, digits, '.', '_' and '-', starting with a letter or digit",
@@ -565,6 +574,19 @@ static bool valid_name(const char *s)
         return false;
     for (; *s != '\0'; s++)
         if (!alnum(*s) && *s != '.' && *s != '_' && *s != '-')
+            return false;
+    return true;
+}
+
+/* A portable user or group name (useradd's rule), or a number; "" = none. */
+static bool valid_account(const char *s)
+{
+    if (s[0] == '\0')
+        return true;
+    if (s[0] == '-')
+        return false;
+    for (const char *p = s; *p != '\0'; p++)
+        if (!alnum(*p) && *p != '.' && *p != '_' && *p != '-' && !(*p == '$' && !p[1]))
             return false;
     return true;
 }
@@ -1022,10 +1044,12 @@ static int check_metrics_listen(struct loader *ld)
 static int finish(struct loader *ld)
 {
     struct wse_config *c = ld->c;
-    char a[32], b[32];
+    char a[2 * WSE_STR_MAX], b[32];
 
     if (check_metrics_listen(ld) != 0)
         return 2;
+    if (wse_priv_resolve(c->user, c->group, &c->cred, a, sizeof a) < 0)
+        return fail(ld, NULL, "%s", a);
 
     if (c->low_water >= c->high_water)
         return fail(ld, NULL, "low-water (%s) must be less than high-water (%s)",

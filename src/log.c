@@ -87,6 +87,18 @@ int wse_log_reopen(void)
     return 0;
 }
 
+int wse_log_file_fd(void)
+{
+    return log_path[0] && log_fd != STDERR_FILENO ? log_fd : -1;
+}
+
+void wse_log_use_fd(int fd)
+{
+    if (log_fd != STDERR_FILENO && log_fd != fd)
+        close(log_fd);
+    log_fd = fd;
+}
+
 int wse_log_prepare(const char *path)
 {
     return path[0] ? open_path(path) : STDERR_FILENO;
@@ -144,6 +156,18 @@ int wse_access_reopen(void)
     close(wse_access_fd);
     wse_access_fd = fd;
     return 0;
+}
+
+int wse_access_file_fd(void)
+{
+    return wse_access_fd != STDERR_FILENO ? wse_access_fd : -1;
+}
+
+void wse_access_use_fd(int fd)
+{
+    if (wse_access_fd >= 0 && wse_access_fd != STDERR_FILENO && wse_access_fd != fd)
+        close(wse_access_fd);
+    wse_access_fd = fd;
 }
 
 void wse_access_switch(int fd, const char *path, struct wse_log_saved *before)

@@ -38,6 +38,7 @@
 #include "metrics.h"
 #include "net.h"
 #include "notify.h"
+#include "priv.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -123,6 +124,7 @@ static int metrics_open(const struct wse_config *cfg);
 static int metrics_prepare(const struct wse_config *next);
 static void metrics_commit(const struct wse_config *cfg);
 static void metrics_rollback(void);
+static void metrics_replace(void);
 static void metrics_spawn(void);
 static void metrics_died(pid_t pid, int status);
 static bool metrics_running(void);
@@ -814,6 +816,12 @@ static void reload(void)
         close_prepared(log_fd, -1);
         return;
     }
+    if (wse_priv_check(&M.next.cred, err, sizeof err) < 0) {
+        log_error("reload: --user %s: %s; configuration unchanged", M.next.user, err);
+        wse_notify("READY=1\nSTATUS=reload rejected: cannot switch to user %s", M.next.user);
+        close_prepared(log_fd, access_fd);
+        return;
+    }
     if (groups_open(&M.next) < 0) {
         log_error("reload: cannot listen on the new addresses; configuration unchanged");
         wse_notify("READY=1\nSTATUS=reload rejected: cannot listen on the new addresses");
@@ -1037,7 +1045,13 @@ static void metrics_commit(const struct wse_config *cfg)
         MX.addr = MX.next_addr;
         MX.next_fd = -1;
     }
-    /* The old process stops accepting and finishes what it has. */
+    metrics_replace();
+}
+
+/* A fresh process, with the master's logs; the old one stops accepting and
+ * finishes what it has. */
+static void metrics_replace(void)
+{
     metrics_signal(SIGTERM);
     MX.pid = 0;
     MX.fails = 0;
@@ -1050,7 +1064,7 @@ static _Noreturn void metrics_child(void)
     static char name[sizeof M.stats.name];
     struct wse_metrics_args args = {
         .listen_fd = MX.fd, .listen_text = MX.addr.text, .stats_name = name,
-        .master_pid = M.pid,
+        .master_pid = M.pid, .cred = &M.cfg.cred, .user = M.cfg.user,
     };
 
     snprintf(name, sizeof name, "%s", M.stats.name);
@@ -1192,15 +1206,46 @@ static void begin_stop(bool graceful, int status)
 
 /* ---- signals ------------------------------------------------------------ */
 
+/*
+ * After the master reopened its logs, the workers write to the files it
+ * opened: they get its descriptors over their channels, so that a worker
+ * running as --user needs no permission on the files or their directory.
+ * While a reload starts, the master's logs are the new configuration's:
+ * the older generations reopen their own paths instead.
+ */
+static void hand_logs(void)
+{
+    int fds[WSE_CHAN_MAX_FDS];
+    unsigned n = 0;
+    uint32_t what = 0;
+
+    if ((fds[n] = wse_log_file_fd()) >= 0) {
+        what |= WSE_CHAN_REOPEN_LOG;
+        n++;
+    }
+    if ((fds[n] = wse_access_file_fd()) >= 0) {
+        what |= WSE_CHAN_REOPEN_ACCESS;
+        n++;
+    }
+    for (struct proc *p = M.procs; p; p = p->next) {
+        bool same_logs = !M.reloading || p->generation == M.generation;
+        if (p->chan >= 0)
+            wse_chan_send_fds(p->chan, WSE_CHAN_REOPEN, same_logs ? what : 0, fds,
+                              same_logs ? n : 0);
+    }
+}
+
 static void reopen_logs(void)
 {
     if (wse_log_reopen() < 0)
         wse_log_errno(WSE_LOG_ERROR, "open", "reopening log file %s", slots_cfg()->log_file);
     if (wse_access_reopen() < 0)
         wse_log_errno(WSE_LOG_ERROR, "open", "reopening access log %s", slots_cfg()->access_log);
-    for (struct proc *p = M.procs; p; p = p->next)
-        tell(p, WSE_CHAN_REOPEN);
-    metrics_signal(SIGUSR1);
+    hand_logs();
+    /* The metrics process may not open the files itself (--user): it is
+     * replaced by one that inherits them; the old one finishes its scrapes. */
+    if (!M.stopping)
+        metrics_replace();
     log_info("log file reopened");
 }
 
@@ -1267,6 +1312,28 @@ static void close_everything(void)
         ev_loop_destroy(M.loop);
 }
 
+/*
+ * --user: the children drop to it (priv.h); the master only checks that
+ * they can.  A root master without --user serves, as before, but says
+ * that its workers parse what peers send as root.  0, or -1 (logged).
+ */
+static int check_user(const struct wse_config *cfg)
+{
+    char err[256];
+
+    if (wse_priv_check(&cfg->cred, err, sizeof err) < 0) {
+        log_error("--user %s: %s", cfg->user, err);
+        return -1;
+    }
+    if (cfg->cred.set)
+        log_info("workers run as user %u group %u (%s%s%s)", (unsigned)cfg->cred.uid,
+                 (unsigned)cfg->cred.gid, cfg->user, cfg->group[0] ? ":" : "", cfg->group);
+    else if (geteuid() == 0)
+        log_warn("workers run as root: give --user USER to run them unprivileged "
+                 "(--user root to keep root and silence this)");
+    return 0;
+}
+
 static int start(void)
 {
     char name[WSE_STR_MAX + 2], err[512];
@@ -1280,7 +1347,7 @@ static int start(void)
         wse_log_errno(WSE_LOG_ERROR, "signalfd", "setting up signals");
         return -1;
     }
-    if (groups_open(&M.cfg) < 0 || metrics_open(&M.cfg) < 0)
+    if (check_user(&M.cfg) < 0 || groups_open(&M.cfg) < 0 || metrics_open(&M.cfg) < 0)
         return -1;
     wse_stats_default_name(name, sizeof name, M.cfg.stats_name, M.cfg.listen[0].port);
     if (wse_stats_create(&M.stats, name, 2 * WSE_MAX_WORKERS, M.cfg.workers, err,

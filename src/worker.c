@@ -19,6 +19,7 @@
 #include "http.h"
 #include "log.h"
 #include "net.h"
+#include "priv.h"
 #include "worker.h"
 
 /*
@@ -316,22 +317,43 @@ static void drain(void)
              cfg->drain_timeout);
 }
 
+/*
+ * The master reopened the logs and sends what it opened: the worker takes
+ * those (under --user it may not open the files itself).  A log that came
+ * without a descriptor (stderr, or during a reload) is reopened by path.
+ */
+static void reopen_logs(uint32_t what, const int *fds, unsigned nfds)
+{
+    unsigned next = 0;
+
+    if ((what & WSE_CHAN_REOPEN_LOG) && next < nfds)
+        wse_log_use_fd(fds[next++]);
+    else if (wse_log_reopen() < 0)
+        wse_log_errno(WSE_LOG_ERROR, "open", "reopening the log file");
+    if ((what & WSE_CHAN_REOPEN_ACCESS) && next < nfds)
+        wse_access_use_fd(fds[next++]);
+    else if (wse_access_reopen() < 0)
+        wse_log_errno(WSE_LOG_ERROR, "open", "reopening the access log");
+    while (next < nfds)
+        close(fds[next++]);
+}
+
 static void on_chan(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct wse_chan_rec rec;
+    int fds[WSE_CHAN_MAX_FDS];
+    unsigned nfds;
     int rc;
     (void)revents;
 
-    while ((rc = wse_chan_recv(w->fd, &rec)) == 1) {
+    while ((rc = wse_chan_recv_fds(w->fd, &rec, fds, WSE_CHAN_MAX_FDS, &nfds)) == 1) {
+        if (rec.type != WSE_CHAN_REOPEN)
+            while (nfds)
+                close(fds[--nfds]);
         switch (rec.type) {
         case WSE_CHAN_STOP: fast_stop(STOP_GRACE); break;
         case WSE_CHAN_DRAIN: drain(); break;
-        case WSE_CHAN_REOPEN:
-            if (wse_log_reopen() < 0)
-                wse_log_errno(WSE_LOG_ERROR, "open", "reopening the log file");
-            if (wse_access_reopen() < 0)
-                wse_log_errno(WSE_LOG_ERROR, "open", "reopening the access log");
-            break;
+        case WSE_CHAN_REOPEN: reopen_logs(rec.arg, fds, nfds); break;
         case WSE_CHAN_WATCH: listeners_adopt(rec.arg, true); break;
         case WSE_CHAN_UNWATCH: listeners_adopt(rec.arg, false); break;
         default: log_warn("unknown channel record %u", rec.type); break;
@@ -368,11 +390,19 @@ static void on_sigterm(struct ev_loop *loop, ev_signal *s, int revents)
 static int post_fork_hygiene(const struct wse_worker_args *a)
 {
     sigset_t none;
+    char err[256];
 
+    wse_log_identity(a->slot, (int)getpid());
+    /* First of all, before a byte from a peer is read.  It clears the
+     * parent-death signal, which is therefore set after it. */
+    if (wse_priv_drop(&a->cfg->cred, err, sizeof err) < 0) {
+        log_error("cannot run as user '%s': %s", a->cfg->user, err);
+        return WSE_EXIT_FATAL;
+    }
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     /* The master may have died before prctl took effect. */
     if (getppid() != a->master_pid)
-        return -1;
+        return 1;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGINT, SIG_IGN);
@@ -381,7 +411,6 @@ static int post_fork_hygiene(const struct wse_worker_args *a)
     signal(SIGUSR1, SIG_IGN);
     signal(SIGCHLD, SIG_DFL);
     signal(SIGPIPE, SIG_IGN);   /* a peer that vanished is an EPIPE, not a death */
-    wse_log_identity(a->slot, (int)getpid());
     return 0;
 }
 
@@ -408,8 +437,9 @@ static void leak_on_request(void) {}
 
 int wse_worker_run(const struct wse_worker_args *a)
 {
-    if (post_fork_hygiene(a) < 0)
-        return 1;
+    int status = post_fork_hygiene(a);
+    if (status != 0)
+        return status;
     leak_on_request();
     K.args = a;
     K.loop = ev_loop_new(EVBACKEND_EPOLL);
