@@ -176,3 +176,6 @@ def test_kubernetes_example_drains_within_its_grace_period():
     pdb = kinds["PodDisruptionBudget"]["spec"]
     assert pdb["selector"]["matchLabels"] == labels and pdb.get("maxUnavailable") == 1, pdb
     assert kinds["Service"]["spec"]["selector"] == labels
+    # Not root (a root master without --user runs its workers as root).
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] and sc["runAsUser"] != 0 and not sc["allowPrivilegeEscalation"], sc
