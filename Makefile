@@ -47,9 +47,9 @@ Q := @
 endif
 
 # Layer 0: the pure protocol core (libc, libcrypto, libb64 only).
-CORE    := common utf8 frame msg http handshake page proxy
+CORE    := common utf8 frame msg http handshake page proxy route transform
 # Layer 1: infrastructure without libev.
-INFRA   := log config net chan stats notify iplimit prom
+INFRA   := log config net chan stats notify iplimit prom transport
 # Layer 2: on libev.
 SERVER  := conn timer worker master stats_cli metrics
 
