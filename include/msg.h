@@ -90,4 +90,22 @@ void wse_parser_init(struct wse_parser *ps, uint64_t max_msg, unsigned rsv_allow
 int wse_parse(struct wse_parser *ps, uint8_t *buf, size_t len, size_t *used,
               struct wse_event *ev);
 
+/* ---- close payloads: the rules behind WSE_EV_CLOSE (kept with the events,
+ * as wslay does: the frame layer knows no UTF-8) ---- */
+
+/*
+ * Is code one a peer may send in a close frame?  1000-1003, 1007-1014 and
+ * 3000-4999; 1004, 1005, 1006, 1015 and all else are not.
+ */
+bool wse_close_code_valid(unsigned code);
+
+/*
+ * Checks a received close payload (n <= 125 bytes, already unmasked):
+ * empty (*code = 1005: none given), or a 2-byte valid code followed by a
+ * UTF-8 reason.  WSE_OK with *code set, or WSE_FAIL with *code = 1002 (one
+ * byte, or a code not valid on the wire) or 1007 (reason not UTF-8).
+ */
+int wse_close_parse(const uint8_t *p, size_t n, uint16_t *code);
+
+
 #endif
