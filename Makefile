@@ -49,7 +49,7 @@ endif
 # Layer 0: the pure protocol core (libc, libcrypto, libb64 only).
 CORE    := common utf8 frame msg http handshake page proxy route transform
 # Layer 1: infrastructure without libev.
-INFRA   := log config net chan stats notify iplimit prom transport
+INFRA   := log config net chan stats notify iplimit prom transport groups
 # Layer 2: on libev.
 SERVER  := conn timer worker master stats_cli metrics
 
@@ -124,6 +124,11 @@ $(BUILD)/wsechod: $(BUILD)/src/main.o $(SRV_OBJ) $(LIB)
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS_CORE)
+
+# The suite of a libev-layer module links its object and libev as well.
+$(BUILD)/tests/test_timer: $(BUILD)/tests/test_timer.o $(BUILD)/src/timer.o $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS_SERVER)
 
 $(BUILD)/bench/micro_%: $(BUILD)/bench/micro_%.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")

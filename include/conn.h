@@ -30,7 +30,10 @@ struct wse_stats_slot;
  * outside the protocol layer. */
 #define WSE_CONN_GOING_AWAY 1001
 
-/* Sets up the worker-wide state (read buffer, timeout lists); counts into stats. 0 or -1. */
+/* Sets up the worker-wide state (read buffer, timeout lists); counts into stats.
+ * 0; -1 out of memory; WSE_CONN_SETUP_FATAL when the configuration cannot
+ * be served by this process (logged; respawning would not help). */
+#define WSE_CONN_SETUP_FATAL (-2)
 int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg,
                    struct wse_stats_slot *stats);
 

@@ -1297,7 +1297,12 @@ int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg,
         W.origins[i] = cfg->origins[i];
     W.route.origins = W.origins;
     W.route.norigins = cfg->norigins < WSE_MAX_ORIGINS ? cfg->norigins : WSE_MAX_ORIGINS;
-    if (!W.rbuf || !W.page_len || !W.busy_len)
+    if (!W.page_len || !W.busy_len) {
+        log_error("the %s response does not fit its buffer: cannot serve this configuration",
+                  W.page_len ? "503" : "browser page");
+        return WSE_CONN_SETUP_FATAL;
+    }
+    if (!W.rbuf)
         return -1;
 
     double idle_period = cfg->ping_interval > 0 ? cfg->ping_interval : cfg->idle_timeout;

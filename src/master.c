@@ -32,6 +32,7 @@
 
 #include "chan.h"
 #include "common.h"
+#include "groups.h"
 #include "iplimit.h"
 #include "log.h"
 #include "master.h"
@@ -75,7 +76,9 @@ struct group {
 /*
  * A worker slot of generation M.generation: what respawning needs.  Between
  * events, every slot below M.nslots has a live worker or an armed respawn
- * timer, and no slot above has either (slots_cover() restores that).
+ * timer, or lost its worker to a fatal start-up failure (WSE_WORKER_EXIT_FATAL,
+ * left empty until slots_cover() runs again at a reload), and no slot above
+ * has either (slots_cover() restores that).
  */
 struct wslot {
     struct proc *proc;           /* NULL while waiting to respawn */
@@ -316,15 +319,17 @@ static void groups_close_all(void)
             group_close(&M.groups[g]);
 }
 
-/* The sockets worker `slot` of `nworkers` watches: slot j goes to j mod n. */
+/* The sockets worker `slot` watches: socket j goes to j mod workers (groups.h). */
 static unsigned fds_for(const struct wse_config *cfg, unsigned slot, int *out, unsigned cap)
 {
     unsigned n = 0;
 
     for (unsigned l = 0; l < cfg->nlisten; l++) {
         const struct group *grp = group_find(&cfg->listen[l]);
-        for (unsigned j = slot; grp && j < grp->nfds && n < cap; j += cfg->workers)
-            out[n++] = grp->fds[j];
+        unsigned pick[WSE_MAX_WORKERS];
+        unsigned k = grp ? wse_group_pick(slot, cfg->workers, grp->nfds, pick, cap - n) : 0;
+        for (unsigned i = 0; i < k; i++)
+            out[n++] = grp->fds[pick[i]];
     }
     return n;
 }
@@ -849,6 +854,14 @@ static void worker_died(struct proc *p, int status)
     if (!M.serving) {
         log_error("worker %u failed to start: %s", slot, how);
         begin_stop(false, 1);
+        return;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == WSE_WORKER_EXIT_FATAL && !M.reloading) {
+        /* Its reason is in the log; a respawn would fail the same way. */
+        M.slots[slot].proc = NULL;
+        log_error("worker %u (pid %d) cannot start (exit status %d, reason above): not "
+                  "respawned; the slot stays empty until a reload", slot, (int)pid,
+                  WSE_WORKER_EXIT_FATAL);
         return;
     }
     if (M.reloading) {

@@ -351,7 +351,10 @@ int wse_worker_run(const struct wse_worker_args *a)
         log_error("ev_loop_new(EVBACKEND_EPOLL) failed");
         return 1;
     }
-    if (wse_conn_setup(K.loop, a->cfg, a->stats) < 0) {
+    int rc = wse_conn_setup(K.loop, a->cfg, a->stats);
+    if (rc == WSE_CONN_SETUP_FATAL)
+        return WSE_WORKER_EXIT_FATAL;   /* the reason is logged */
+    if (rc < 0) {
         log_error("out of memory setting up the worker");
         return 1;
     }
