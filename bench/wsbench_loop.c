@@ -31,6 +31,7 @@
 #include "common.h"
 #include "frame.h"
 #include "handshake.h"
+#include "msg.h"
 #include "wsbench.h"
 
 #define RBUF_SIZE   (256u * 1024u)  /* one read */

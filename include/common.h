@@ -38,6 +38,8 @@ enum wse_rc {
 
 #define WSE_UNUSED __attribute__((unused))
 
+#define WSE_STR_MAX 256     /* longest path, prefix, origin, file name, address text */
+
 /*
  * A bounded appender for responses written into a caller's buffer: it
  * writes what fits and remembers whether anything did not, so a writer can

@@ -17,14 +17,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common.h"
+#include "log.h"    /* enum wse_log_level */
+#include "net.h"    /* struct wse_listen */
 #include "priv.h"
 
 #define WSE_MAX_LISTEN   16
 #define WSE_MAX_ORIGINS  32
 #define WSE_MAX_WORKERS  1024
-#define WSE_STR_MAX      256     /* longest path, prefix, origin, file name */
-
-enum wse_log_level { WSE_LOG_ERROR = 0, WSE_LOG_WARN, WSE_LOG_INFO, WSE_LOG_DEBUG };
 
 /* What the command line asks the process to do. */
 enum wse_mode {
@@ -33,13 +33,6 @@ enum wse_mode {
     WSE_MODE_SIGNAL,     /* -s reload|quit|stop|reopen: signal a running master */
     WSE_MODE_HELP,       /* -h */
     WSE_MODE_VERSION,    /* -V */
-};
-
-struct wse_listen {
-    char text[WSE_STR_MAX];   /* as given: "0.0.0.0:8000", "[::]:8000" */
-    char host[WSE_STR_MAX];   /* numeric address, without brackets */
-    uint16_t port;
-    int family;               /* AF_INET or AF_INET6 */
 };
 
 struct wse_config {

@@ -26,7 +26,14 @@
 
 struct wse_stats_slot;
 
-/* Sets up the worker-wide state (read buffer, timeout lists); counts into stats. 0 or -1. */
+/* The close code of a stop (RFC 6455 7.4.1 "going away"), for callers
+ * outside the protocol layer. */
+#define WSE_CONN_GOING_AWAY 1001
+
+/* Sets up the worker-wide state (read buffer, timeout lists); counts into stats.
+ * 0; -1 out of memory; WSE_CONN_SETUP_FATAL when the configuration cannot
+ * be served by this process (logged; respawning would not help). */
+#define WSE_CONN_SETUP_FATAL (-2)
 int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg,
                    struct wse_stats_slot *stats);
 
@@ -38,9 +45,12 @@ void wse_conn_iplimit(struct wse_iplimit *table, unsigned holder);
 /* Takes over an accepted, non-blocking socket. */
 void wse_conn_accepted(int fd, const struct sockaddr_storage *peer);
 
-/* The access line of a connection answered at accept (status: 503 at
- * --max-connections) without becoming a struct conn. */
-void wse_conn_access_refused(const struct sockaddr_storage *peer, int status);
+/*
+ * Over --max-connections: answers an accepted socket 503 at once (never
+ * blocking), closes it, and counts and logs it (rate-limited, and its access
+ * line) without it becoming a connection.
+ */
+void wse_conn_refuse_busy(int fd, const struct sockaddr_storage *peer);
 
 /* Open connections (any state). */
 unsigned wse_conn_count(void);

@@ -49,7 +49,6 @@ struct wse_frame {
     uint8_t fin;         /* 1 if FIN is set */
     uint8_t rsv;         /* RSV1..3 bits, as in the first byte (mask 0x70) */
     uint8_t opcode;
-    uint8_t masked;
     uint8_t mask[4];
     uint8_t hdr_len;     /* bytes of header: 2..14 */
 };
@@ -88,20 +87,6 @@ static inline size_t wse_server_hdr_len(uint64_t len)
  * must hold wse_server_hdr_len(len) bytes; returns that length.
  */
 size_t wse_frame_write_header(uint8_t *out, bool fin, unsigned opcode, uint64_t len);
-
-/*
- * Is code one a peer may send in a close frame?  1000-1003, 1007-1014 and
- * 3000-4999; 1004, 1005, 1006, 1015 and all else are not.
- */
-bool wse_close_code_valid(unsigned code);
-
-/*
- * Checks a received close payload (n <= 125 bytes, already unmasked):
- * empty (*code = 1005: none given), or a 2-byte valid code followed by a
- * UTF-8 reason.  WSE_OK with *code set, or WSE_FAIL with *code = 1002 (one
- * byte, or a code not valid on the wire) or 1007 (reason not UTF-8).
- */
-int wse_close_parse(const uint8_t *p, size_t n, uint16_t *code);
 
 /*
  * Writes a complete server close frame: header, code, then up to 123 bytes

@@ -22,8 +22,11 @@
 #define WSE_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
-#include "config.h"
+#include "common.h"
+
+enum wse_log_level { WSE_LOG_ERROR = 0, WSE_LOG_WARN, WSE_LOG_INFO, WSE_LOG_DEBUG };
 
 #define WSE_LOG_BURST 10        /* lines per call site and window written in full */
 #define WSE_LOG_WINDOW 1.0      /* seconds */

@@ -72,8 +72,40 @@ void wse_parser_init(struct wse_parser *ps, uint64_t max_msg, unsigned rsv_allow
  * Zero-length data frames yield a DATA event with len 0, so empty messages
  * and empty final fragments are seen; a non-empty frame whose payload has
  * not started yet yields nothing.
+ *
+ * The bytes before ev->data (the promise the in-place echo relies on, see
+ * batch.h): for every event, either
+ *   - ev->data > buf, and the bytes from buf to ev->data were consumed by
+ *     this call and end with the event's client frame header, so at least
+ *     wse_server_hdr_len(ev->len) + 4 bytes right before ev->data are
+ *     consumed header the caller may overwrite (a client header is the
+ *     server header for the same length plus the 4-byte mask); or
+ *   - ev->data == buf, which happens only when the previous call consumed
+ *     all its input inside a data frame (the payload, or the header of a
+ *     frame whose payload had not started): then this is the first call on
+ *     new input, and what lies before buf is the caller's (its headroom).
+ * So within one buffer, a write over the server header's bytes before a
+ * piece never reaches a byte of an earlier event's payload.
  */
 int wse_parse(struct wse_parser *ps, uint8_t *buf, size_t len, size_t *used,
               struct wse_event *ev);
+
+/* ---- close payloads: the rules behind WSE_EV_CLOSE (kept with the events,
+ * as wslay does: the frame layer knows no UTF-8) ---- */
+
+/*
+ * Is code one a peer may send in a close frame?  1000-1003, 1007-1014 and
+ * 3000-4999; 1004, 1005, 1006, 1015 and all else are not.
+ */
+bool wse_close_code_valid(unsigned code);
+
+/*
+ * Checks a received close payload (n <= 125 bytes, already unmasked):
+ * empty (*code = 1005: none given), or a 2-byte valid code followed by a
+ * UTF-8 reason.  WSE_OK with *code set, or WSE_FAIL with *code = 1002 (one
+ * byte, or a code not valid on the wire) or 1007 (reason not UTF-8).
+ */
+int wse_close_parse(const uint8_t *p, size_t n, uint16_t *code);
+
 
 #endif

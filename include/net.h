@@ -5,9 +5,18 @@
 #define WSE_NET_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
-#include "config.h"
+#include "common.h"
+
+/* A listening address as configured (config.c fills it, this module uses it). */
+struct wse_listen {
+    char text[WSE_STR_MAX];   /* as given: "0.0.0.0:8000", "[::]:8000" */
+    char host[WSE_STR_MAX];   /* numeric address, without brackets */
+    uint16_t port;
+    int family;               /* AF_INET or AF_INET6 */
+};
 
 #define WSE_ADDR_MAX 64     /* "[ffff:...]:65535" and a NUL */
 

@@ -46,7 +46,4 @@ void wse_tlist_touch(struct wse_tlist *list, struct wse_tlink *link, ev_tstamp s
 
 static inline int wse_tlink_linked(const struct wse_tlink *link) { return link->next != NULL; }
 
-/* Stops the list's timer (entries stay linked). */
-void wse_tlist_stop(struct wse_tlist *list);
-
 #endif

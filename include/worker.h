@@ -44,6 +44,16 @@ struct wse_worker_args {
 };
 
 /*
+ * The exit status of a worker that cannot start for a reason a respawn
+ * cannot cure (a certificate that does not load, a configuration its
+ * process rejects; as nginx's exit 2).  It logs the reason once; the master
+ * does not respawn it: at first start it stops with exit 1, during a reload
+ * it rejects the new generation, later it leaves the slot empty until the
+ * next reload.  Running out of memory is not fatal (status 1: respawned).
+ */
+#define WSE_WORKER_EXIT_FATAL 2
+
+/*
  * Runs in the freshly forked child, after the master closed what the child
  * must not keep.  Returns the process exit status.
  */

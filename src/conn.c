@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "common.h"
 #include "conn.h"
 #include "frame.h"
@@ -31,14 +32,16 @@
 #include "net.h"
 #include "page.h"
 #include "proxy.h"
+#include "route.h"
 #include "stats.h"
 #include "timer.h"
+#include "transform.h"
+#include "transport.h"
 
 #define RBUF_SIZE   (256 * 1024)    /* one read's worth; large messages stream */
-#define HEADROOM    64              /* room for a server header before a piece at the start */
-#define IOV_CAP     512
-#define SLIDE_MAX   1024            /* frames up to this size are slid into one run */
-#define SCRATCH_CAP (64 * 1024)     /* headers + echo prefixes, close frames */
+/* Room for a server header before a piece at the start of the buffer: a
+ * piece that continues a frame has no consumed header before it (msg.h). */
+#define HEADROOM    64
 #define TAIL_CAP    (WSE_FRAME_HDR_MAX + WSE_CONTROL_MAX)
 #define TOUCH_SLACK 1.0             /* idle timeouts may fire up to 1 s late */
 
@@ -140,13 +143,13 @@ static struct {
      * routes it, NULL otherwise. */
     const struct wse_http_req *req;
     const char *req_buf;
-    /* the output batch of the connection being served */
-    struct iovec iov[IOV_CAP];
-    int niov;
-    bool last_slidable;         /* the last iovec lies in rbuf and may grow by sliding */
-    size_t batch_bytes;
-    uint8_t scratch[SCRATCH_CAP];
-    size_t scratch_used;
+    struct wse_route_cfg route;     /* the routing's view of cfg */
+    const char *origins[WSE_MAX_ORIGINS];
+    struct wse_transform xform;     /* what a data piece becomes on the way back */
+    const struct wse_transport *tp; /* the listeners' transport (all plain today) */
+    struct wse_batch batch;     /* the output of the connection being served */
+    char busy[256];             /* the 503 at --max-connections, built once */
+    size_t busy_len;
     char page[8192];            /* the browser page's whole response, built once */
     size_t page_len;
     size_t page_head_len;       /* ... its head: what a HEAD gets */
@@ -163,23 +166,19 @@ static void pinged_expired(struct wse_tlist *list, struct wse_tlink *link);
 
 /* ---- small helpers ----------------------------------------------------- */
 
+_Static_assert(WSE_CONN_GOING_AWAY == WSE_CLOSE_GOING_AWAY, "conn.h's going-away code");
+_Static_assert(WSE_ADDR_MAX >= WSE_PROXY_ADDRSTRLEN, "a peer's text fits an address buffer");
+
+/* The PROXY module's formatter serves every peer, forwarded or not. */
 static const char *peer_str(const struct conn *c, char out[WSE_ADDR_MAX])
 {
-    struct sockaddr_storage ss;
+    struct wse_proxy a = {
+        .family = c->peer.family == AF_INET6 ? WSE_PROXY_INET6 : WSE_PROXY_INET,
+        .src_port = ntohs(c->peer.port),
+    };
 
-    memset(&ss, 0, sizeof ss);
-    if (c->peer.family == AF_INET6) {
-        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = c->peer.port;
-        memcpy(&a6->sin6_addr, c->peer.addr, 16);
-    } else {
-        struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
-        a4->sin_family = AF_INET;
-        a4->sin_port = c->peer.port;
-        memcpy(&a4->sin_addr, c->peer.addr, 4);
-    }
-    wse_net_format(&ss, out);
+    memcpy(a.src_addr, c->peer.addr, c->peer.family == AF_INET6 ? 16 : 4);
+    wse_proxy_format_addr(&a, out, WSE_ADDR_MAX);
     return out;
 }
 
@@ -375,7 +374,7 @@ static void after_output(struct conn *c)
         out_release(c);
         if ((c->flags & (F_SHUT_AFTER | F_SHUT_DONE)) == F_SHUT_AFTER) {
             c->flags |= F_SHUT_DONE;
-            shutdown(c->io.fd, SHUT_WR);
+            W.tp->shutdown(c->io.fd);
         }
     }
     update_events(c);
@@ -387,8 +386,7 @@ static void send_iov(struct conn *c, struct iovec *iov, int niov, size_t total)
     ssize_t n = 0;
 
     if (!pending(c)) {
-        n = niov == 1 ? write(c->io.fd, iov[0].iov_base, iov[0].iov_len)
-                      : writev(c->io.fd, iov, niov);
+        n = W.tp->writev(c->io.fd, iov, niov);
         if (n < 0) {
             if (errno != EAGAIN && errno != EINTR) {
                 abort_conn(c, strerror(errno));
@@ -412,64 +410,40 @@ static void send_bytes(struct conn *c, const void *p, size_t n)
 
 static void batch_reset(void)
 {
-    W.niov = 0;
-    W.batch_bytes = 0;
-    W.scratch_used = 0;
-    W.last_slidable = false;
+    wse_batch_reset(&W.batch);
 }
 
+/* Sends the batch (see batch.h: the batch itself never sends). */
 static void flush(struct conn *c)
 {
     if (c->flags & F_DEAD)
         ;
-    else if (W.niov)
-        send_iov(c, W.iov, W.niov, W.batch_bytes);
+    else if (!wse_batch_empty(&W.batch))
+        send_iov(c, W.batch.iov, W.batch.niov, W.batch.bytes);
     else if ((c->flags & (F_SHUT_AFTER | F_SHUT_DONE)) == F_SHUT_AFTER)
         after_output(c);    /* nothing to send, but a FIN is due */
     batch_reset();
 }
 
-/*
- * Adds p[0..n) to the batch.  A region in the read buffer that starts past
- * the end of the previous one is slid down onto it when small (one
- * contiguous write beats many iovecs for small frames); the bytes in
- * between were client headers, already consumed.
- */
+/* Adds p[0..n) to the batch, sending it first when it is full. */
 static void emit(struct conn *c, uint8_t *p, size_t n, bool in_rbuf)
 {
-    struct iovec *last = W.niov ? &W.iov[W.niov - 1] : NULL;
-
-    if (last && (uint8_t *)last->iov_base + last->iov_len == p) {
-        last->iov_len += n;
-    } else if (last && in_rbuf && W.last_slidable && n <= SLIDE_MAX) {
-        memmove((uint8_t *)last->iov_base + last->iov_len, p, n);
-        last->iov_len += n;
-    } else {
-        if (W.niov == IOV_CAP) {
-            struct iovec keep = {p, n};
-            flush(c);
-            if (c->flags & F_DEAD)
-                return;
-            W.iov[W.niov++] = keep;
-            W.batch_bytes = n;
-            W.last_slidable = in_rbuf;
-            return;
-        }
-        W.iov[W.niov].iov_base = p;
-        W.iov[W.niov].iov_len = n;
-        W.niov++;
-        W.last_slidable = in_rbuf;
-    }
-    W.batch_bytes += n;
+    if (wse_batch_add(&W.batch, p, n, in_rbuf))
+        return;
+    flush(c);
+    if (!(c->flags & F_DEAD))
+        wse_batch_add(&W.batch, p, n, in_rbuf);
 }
 
-/* Room in the scratch area, flushing the batch first if it is full. */
+/* Room in the scratch area, sending the batch first when it is full. */
 static uint8_t *scratch(struct conn *c, size_t n)
 {
-    if (W.scratch_used + n > SCRATCH_CAP || W.niov >= IOV_CAP - 2)
+    uint8_t *p = wse_batch_scratch(&W.batch, n);
+
+    if (!p) {
         flush(c);
-    uint8_t *p = W.scratch + W.scratch_used;
-    W.scratch_used += n;
+        p = wse_batch_scratch(&W.batch, n);
+    }
     return p;
 }
 
@@ -497,31 +471,18 @@ static void count_piece(const struct wse_event *ev, size_t extra_out)
     }
 }
 
+/* The piece's echo, through the worker's transform, into the batch. */
 static void echo_piece(struct conn *c, const struct wse_event *ev)
 {
-    unsigned opcode = ev->first ? ev->opcode : WSE_OP_CONT;
-    bool prefix = ev->first && ev->opcode == WSE_OP_TEXT && W.cfg->echo_prefix_len;
-
-    count_piece(ev, prefix ? W.cfg->echo_prefix_len : 0);
+    count_piece(ev, wse_transform_extra(&W.xform, ev));
     c->bytes += ev->len;
     if (ev->last && c->msgs < UINT32_MAX)
         c->msgs++;
-    if (!prefix) {
-        size_t hl = wse_server_hdr_len(ev->len);
-        uint8_t *h = ev->data - hl;
-        wse_frame_write_header(h, ev->last, opcode, ev->len);
-        emit(c, h, hl + ev->len, true);
+    if (wse_transform_echo(&W.xform, &W.batch, ev))
         return;
-    }
-    size_t plen = W.cfg->echo_prefix_len;
-    size_t total = plen + ev->len;
-    uint8_t *s = scratch(c, WSE_SERVER_HDR_MAX + plen);
-    size_t hl = wse_frame_write_header(s, ev->last, opcode, total);
-    memcpy(s + hl, W.cfg->echo_prefix, plen);
-    W.scratch_used -= WSE_SERVER_HDR_MAX - hl;
-    emit(c, s, hl + plen, false);
-    if (ev->len)
-        emit(c, ev->data, ev->len, true);
+    flush(c);
+    if (!(c->flags & F_DEAD))
+        wse_transform_echo(&W.xform, &W.batch, ev);     /* an empty batch takes it */
 }
 
 static void queue_close(struct conn *c, uint16_t code, const char *reason)
@@ -535,7 +496,7 @@ static void queue_close(struct conn *c, uint16_t code, const char *reason)
     } else {
         n = wse_close_write(s, code, reason, strlen(reason));
     }
-    W.scratch_used -= 2 + WSE_CONTROL_MAX - n;
+    wse_batch_unscratch(&W.batch, 2 + WSE_CONTROL_MAX - n);
     emit(c, s, n, false);
     STAT(frames_out, 1);
 }
@@ -683,7 +644,7 @@ static void ws_process(struct conn *c, uint8_t *base, size_t have)
             on_event(c, &ev);
             if (c->flags & F_DEAD)
                 return;
-            if (pending(c) + W.batch_bytes > W.cfg->high_water &&
+            if (pending(c) + W.batch.bytes > W.cfg->high_water &&
                 stop_at_high_water(c, base + pos, have - pos))
                 return;
             continue;
@@ -726,7 +687,7 @@ static void ws_read(struct conn *c)
     if (have)
         memcpy(RB, c->tail, have);
 
-    ssize_t n = read(c->io.fd, RB + have, RBUF_SIZE - have);
+    ssize_t n = W.tp->read(c->io.fd, RB + have, RBUF_SIZE - have);
     if (n <= 0) {
         char addr[WSE_ADDR_MAX];
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -753,33 +714,6 @@ static void ws_read(struct conn *c)
 }
 
 /* ---- the HTTP phase ---------------------------------------------------- */
-
-static bool span_is(const char *buf, struct wse_span s, const char *str)
-{
-    size_t n = strlen(str);
-    return s.len == n && memcmp(buf + s.off, str, n) == 0;
-}
-
-/*
- * With --allow-origin, the listed origins and the server's own: a page this
- * server served (its Origin names the Host the request was sent to, an
- * address reached without DNS, see wse_origin_is_own()) must be able to
- * connect back, or the allow list would lock out the server's own page.
- */
-static bool origin_allowed(const struct wse_http_req *req, const char *buf)
-{
-    const struct wse_config *cfg = W.cfg;
-    const char *origin = buf + req->origin.off;
-
-    if (!cfg->norigins)
-        return true;
-    for (unsigned i = 0; i < cfg->norigins; i++) {
-        size_t n = strlen(cfg->origins[i]);
-        if (req->origin.len == n && wse_ascii_casecmp(origin, cfg->origins[i], n) == 0)
-            return true;
-    }
-    return wse_origin_is_own(origin, req->origin.len, buf + req->host.off, req->host.len);
-}
 
 /* Names what was refused: both values are the peer's, hence quoted. */
 static void log_refused_origin(const struct conn *c, const struct wse_http_req *req,
@@ -832,6 +766,13 @@ static void respond(struct conn *c, int status, const char *extra, const char *b
     size_t n = wse_http_response(resp, sizeof resp, status, extra, NULL, body,
                                  body ? strlen(body) : 0);
 
+    if (!n) {
+        /* Never sent empty: a bare 500 always fits. */
+        log_limited(WSE_LOG_ERROR, "HTTP response", "%s answering 500: the %d response does "
+                    "not fit %zu bytes", peer_str(c, addr), status, sizeof resp);
+        status = 500;
+        n = wse_http_response(resp, sizeof resp, status, NULL, NULL, NULL, 0);
+    }
     if (status >= 400)
         log_debug("%s http %d %s", peer_str(c, addr), status, wse_http_reason(status));
     count_status(status);
@@ -854,6 +795,11 @@ static void respond_page(struct conn *c)
     send_bytes(c, W.page, c->flags & F_HEAD ? W.page_head_len : W.page_len);
 }
 
+/*
+ * The 101, or a 500 when it cannot be written (handshake.h: a response of
+ * 0 bytes is the caller's to refuse; it becomes reachable once the 101
+ * carries an extension's header).
+ */
 static void upgrade(struct conn *c, const struct wse_http_req *req, const char *buf)
 {
     char resp[256];
@@ -861,6 +807,12 @@ static void upgrade(struct conn *c, const struct wse_http_req *req, const char *
     size_t n = wse_handshake_response(resp, sizeof resp, buf + req->key.off, req->key.len,
                                       NULL, 0);
 
+    if (!n) {
+        log_limited(WSE_LOG_ERROR, "handshake response", "%s handshake refused with 500: the "
+                    "101 response does not fit %zu bytes", peer_str(c, addr), sizeof resp);
+        respond(c, 500, NULL, NULL);
+        return;
+    }
     c->state = ST_OPEN;
     STAT(handshakes, 1);
     wse_parser_init(&c->ps, W.cfg->max_message, 0);
@@ -870,79 +822,25 @@ static void upgrade(struct conn *c, const struct wse_http_req *req, const char *
     send_bytes(c, resp, n);
 }
 
-/* What every resource here allows (RFC 9110 15.5.6: a 405 must list it). */
-#define ALLOW_GET_HEAD "Allow: GET, HEAD\r\n"
-
-/* The headers that go with a refusal of the handshake. */
-static const char *refusal_headers(int status)
-{
-    if (status == 405)
-        return ALLOW_GET_HEAD;
-    return status == 426 ? WSE_HANDSHAKE_426_HEADERS : NULL;
-}
-
-static void route_healthz(struct conn *c)
-{
-    if (W.draining)
-        respond(c, 503, NULL, "draining\n");
-    else
-        respond(c, 200, NULL, "ok\n");
-}
-
-/*
- * Three resources, /healthz, / (the page) and the endpoint, each allowing
- * GET and HEAD; a HEAD gets the GET's answer without its body.  A HEAD
- * never upgrades (RFC 6455 4.1 asks for GET; RFC 9110 7.8 lets a server
- * ignore Upgrade): it gets what the same GET without Upgrade would get.
- */
 static void route(struct conn *c, const struct wse_http_req *req, const char *buf)
 {
-    bool healthz = span_is(buf, req->path, "/healthz");
-    bool root = span_is(buf, req->path, "/");
-    bool endpoint = span_is(buf, req->path, W.cfg->path);
+    struct wse_route r = wse_route(req, buf, &W.route, W.draining);
 
-    if (!healthz && !root && !endpoint) {
-        respond(c, 404, NULL, NULL);
-        return;
-    }
-    if (req->method == WSE_HTTP_OTHER) {
-        respond(c, 405, ALLOW_GET_HEAD, NULL);
-        return;
-    }
-    if (req->method == WSE_HTTP_HEAD)
+    if (r.head)
         c->flags |= F_HEAD;
-    if (healthz) {
-        route_healthz(c);
-        return;
-    }
-    bool plain = req->method == WSE_HTTP_HEAD || !(req->flags & WSE_HTTP_UPGRADE_WS);
-    /* "Open http://host:8000/websocket in a browser", as the tutorial said. */
-    if (plain && (root || (endpoint && (req->flags & WSE_HTTP_ACCEPT_HTML)))) {
+    switch (r.kind) {
+    case WSE_ROUTE_PAGE:
         respond_page(c);
-        return;
+        break;
+    case WSE_ROUTE_UPGRADE:
+        upgrade(c, req, buf);
+        break;
+    case WSE_ROUTE_ANSWER:
+        if (r.origin_refused)
+            log_refused_origin(c, req, buf);
+        respond(c, r.status, r.headers, r.body);
+        break;
     }
-    if (!endpoint) {
-        respond(c, 404, NULL, NULL);    /* an upgrade of / when the endpoint is elsewhere */
-        return;
-    }
-    if (plain) {
-        /* A plain GET of the endpoint by a non-browser: it only speaks WebSocket. */
-        respond(c, 426, "Upgrade: websocket\r\n" WSE_HANDSHAKE_426_HEADERS, NULL);
-        return;
-    }
-    int status = wse_handshake_check(req, buf);
-    if (status) {
-        respond(c, status, refusal_headers(status), NULL);
-        return;
-    }
-    if (!origin_allowed(req, buf)) {
-        log_refused_origin(c, req, buf);
-        respond(c, 403, NULL, NULL);
-        return;
-    }
-    /* A draining worker still serves what it accepted before it stopped
-     * accepting, until the drain timeout; only /healthz tells it drains. */
-    upgrade(c, req, buf);
 }
 
 /* One byte more than --max-header, so that an over-long head that comes in
@@ -1042,10 +940,11 @@ static void refuse_per_ip(struct conn *c, unsigned have)
     STAT(refused_per_ip, 1);
     count_status(503);
     set_cause(c, CC_SERVER);
-    ssize_t w = write(c->io.fd, resp, n);
+    struct iovec iov = {.iov_base = resp, .iov_len = n};
+    ssize_t w = W.tp->writev(c->io.fd, &iov, 1);
     (void)w;        /* a socket that cannot take 200 bytes gets the close alone */
-    shutdown(c->io.fd, SHUT_WR);
-    for (int i = 0; i < 4 && recv(c->io.fd, RB, RBUF_SIZE, MSG_DONTWAIT) > 0; i++)
+    W.tp->shutdown(c->io.fd);
+    for (int i = 0; i < 4 && W.tp->read(c->io.fd, RB, RBUF_SIZE) > 0; i++)
         ;
     conn_free(c);
 }
@@ -1149,7 +1048,7 @@ static void hs_read(struct conn *c)
         wse_http_init(&req);
         wse_proxy_init(&px);
     }
-    ssize_t n = read(c->io.fd, buf + have, c->hs ? hs_cap() - have : RBUF_SIZE);
+    ssize_t n = W.tp->read(c->io.fd, buf + have, c->hs ? hs_cap() - have : RBUF_SIZE);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
@@ -1197,7 +1096,8 @@ static void hs_read(struct conn *c)
 static void on_writable(struct conn *c)
 {
     while (pending(c)) {
-        ssize_t n = write(c->io.fd, c->out + c->out_pos, pending(c));
+        struct iovec iov = {.iov_base = c->out + c->out_pos, .iov_len = pending(c)};
+        ssize_t n = W.tp->writev(c->io.fd, &iov, 1);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 break;
@@ -1234,6 +1134,10 @@ static void update_events(struct conn *c)
 
     if (pending(c))
         want |= EV_WRITE;
+    if (W.tp->wants) {
+        unsigned tw = W.tp->wants(c->io.fd);
+        want |= (tw & WSE_WANT_READ ? EV_READ : 0) | (tw & WSE_WANT_WRITE ? EV_WRITE : 0);
+    }
     if (c->flags & F_DEAD || want == (c->io.events & (EV_READ | EV_WRITE)))
         return;
     ev_io_stop(W.loop, &c->io);
@@ -1265,6 +1169,8 @@ static void conn_free(struct conn *c)
     default: STAT(close_reset, 1); break;
     }
     ev_io_stop(W.loop, &c->io);
+    if (W.tp->forget)
+        W.tp->forget(c->io.fd);
     close(c->io.fd);
     wse_tlist_del(&c->tl);
     if (c->state == ST_HANDSHAKE)
@@ -1381,7 +1287,22 @@ int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg,
     W.rbuf = malloc(HEADROOM + RBUF_SIZE);
     W.page_len = wse_page_response(W.page, sizeof W.page, cfg->path);
     W.page_head_len = wse_http_head_len(W.page, W.page_len);
-    if (!W.rbuf || !W.page_len)
+    W.busy_len = wse_http_response(W.busy, sizeof W.busy, 503, "Retry-After: 1\r\n", NULL,
+                                   "too many connections\n", 21);
+    W.tp = &wse_transport_plain;
+    W.xform.prefix = cfg->echo_prefix;
+    W.xform.prefix_len = cfg->echo_prefix_len;
+    W.route.path = cfg->path;
+    for (unsigned i = 0; i < cfg->norigins && i < WSE_MAX_ORIGINS; i++)
+        W.origins[i] = cfg->origins[i];
+    W.route.origins = W.origins;
+    W.route.norigins = cfg->norigins < WSE_MAX_ORIGINS ? cfg->norigins : WSE_MAX_ORIGINS;
+    if (!W.page_len || !W.busy_len) {
+        log_error("the %s response does not fit its buffer: cannot serve this configuration",
+                  W.page_len ? "503" : "browser page");
+        return WSE_CONN_SETUP_FATAL;
+    }
+    if (!W.rbuf)
         return -1;
 
     double idle_period = cfg->ping_interval > 0 ? cfg->ping_interval : cfg->idle_timeout;
@@ -1425,7 +1346,8 @@ void wse_conn_iplimit(struct wse_iplimit *table, unsigned holder)
     W.holder = holder;
 }
 
-void wse_conn_access_refused(const struct sockaddr_storage *peer, int status)
+/* The access line of a connection answered at accept, never a struct conn. */
+static void access_refused(const struct sockaddr_storage *peer, int status)
 {
     struct conn c = {.cause = CC_SERVER};
 
@@ -1434,6 +1356,21 @@ void wse_conn_access_refused(const struct sockaddr_storage *peer, int status)
     set_peer(&c, peer);
     c.start_ms = mono_ms();
     access_record(&c, status);
+}
+
+void wse_conn_refuse_busy(int fd, const struct sockaddr_storage *peer)
+{
+    struct iovec iov = {.iov_base = W.busy, .iov_len = W.busy_len};
+
+    log_limited(WSE_LOG_WARN, "connection limit", "connection limit %u reached: answering 503",
+                W.cfg->max_connections);
+    ssize_t w = W.tp->writev(fd, &iov, 1);
+    (void)w;        /* never blocking: a socket that cannot take it gets the close alone */
+    close(fd);
+    STAT(conn_accepted, 1);
+    STAT(refused_503, 1);
+    STAT(close_server, 1);
+    access_refused(peer, 503);
 }
 
 unsigned wse_conn_count(void)

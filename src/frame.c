@@ -5,7 +5,6 @@
 
 #include "common.h"
 #include "frame.h"
-#include "utf8.h"
 
 /* Checks the first byte on its own, so a bad frame fails at its first byte. */
 static int check_byte0(uint8_t b0, unsigned rsv_allowed, uint16_t *code)
@@ -81,7 +80,6 @@ int wse_frame_decode(struct wse_frame *f, const uint8_t *p, size_t n,
     f->fin = p[0] >> 7;
     f->rsv = p[0] & 0x70;
     f->opcode = p[0] & 0x0F;
-    f->masked = 1;
     f->len = len;
     memcpy(f->mask, p + 2 + ext, 4);
     f->hdr_len = (uint8_t)(2 + ext + 4);
@@ -153,43 +151,6 @@ size_t wse_frame_write_header(uint8_t *out, bool fin, unsigned opcode, uint64_t 
     for (int i = 0; i < 8; i++)
         out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
     return 10;
-}
-
-bool wse_close_code_valid(unsigned code)
-{
-    if (code >= 3000 && code <= 4999)
-        return true;        /* registered (3xxx) and private (4xxx) */
-    switch (code) {
-    case 1000: case 1001: case 1002: case 1003:
-    case 1007: case 1008: case 1009: case 1010: case 1011:
-    case 1012: case 1013: case 1014:
-        return true;
-    default:
-        return false;       /* 1004-1006 and 1015 are reserved, never sent */
-    }
-}
-
-int wse_close_parse(const uint8_t *p, size_t n, uint16_t *code)
-{
-    if (n == 0) {
-        *code = WSE_CLOSE_NO_STATUS;
-        return WSE_OK;
-    }
-    if (n == 1) {
-        *code = WSE_CLOSE_PROTOCOL;
-        return WSE_FAIL;
-    }
-    unsigned c = (unsigned)p[0] << 8 | p[1];
-    if (!wse_close_code_valid(c)) {
-        *code = WSE_CLOSE_PROTOCOL;
-        return WSE_FAIL;
-    }
-    if (wse_utf8_valid(p + 2, n - 2) != WSE_OK) {
-        *code = WSE_CLOSE_BAD_DATA;
-        return WSE_FAIL;
-    }
-    *code = (uint16_t)c;
-    return WSE_OK;
 }
 
 size_t wse_close_write(uint8_t *out, uint16_t code, const char *reason, size_t reason_len)

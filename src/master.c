@@ -32,6 +32,7 @@
 
 #include "chan.h"
 #include "common.h"
+#include "groups.h"
 #include "iplimit.h"
 #include "log.h"
 #include "master.h"
@@ -76,7 +77,9 @@ struct group {
 /*
  * A worker slot of generation M.generation: what respawning needs.  Between
  * events, every slot below M.nslots has a live worker or an armed respawn
- * timer, and no slot above has either (slots_cover() restores that).
+ * timer, or lost its worker to a fatal start-up failure (WSE_WORKER_EXIT_FATAL,
+ * left empty until slots_cover() runs again at a reload), and no slot above
+ * has either (slots_cover() restores that).
  */
 struct wslot {
     struct proc *proc;           /* NULL while waiting to respawn */
@@ -320,9 +323,9 @@ static void groups_close_all(void)
 
 /*
  * The sockets a worker of cfg holds: every socket of its addresses, each
- * with the slot that watches it (socket j: slot j mod workers).  A worker
- * watches its own slot's, and holds the others so that it can adopt an
- * orphaned slot's at once (see "orphaned slots").
+ * with the slot that watches it (socket j: slot j mod workers, groups.h).
+ * A worker watches its own slot's, and holds the others so that it can
+ * adopt an orphaned slot's at once (see "orphaned slots").
  */
 static unsigned fds_for(const struct wse_config *cfg, int *out, unsigned *slots, unsigned cap)
 {
@@ -330,9 +333,13 @@ static unsigned fds_for(const struct wse_config *cfg, int *out, unsigned *slots,
 
     for (unsigned l = 0; l < cfg->nlisten; l++) {
         const struct group *grp = group_find(&cfg->listen[l]);
-        for (unsigned j = 0; grp && j < grp->nfds && n < cap; j++) {
-            slots[n] = j % cfg->workers;
-            out[n++] = grp->fds[j];
+        for (unsigned s = 0; grp && s < cfg->workers && n < cap; s++) {
+            unsigned pick[WSE_MAX_WORKERS];
+            unsigned k = wse_group_pick(s, cfg->workers, grp->nfds, pick, cap - n);
+            for (unsigned i = 0; i < k; i++) {
+                slots[n] = s;
+                out[n++] = grp->fds[pick[i]];
+            }
         }
     }
     return n;
@@ -936,6 +943,14 @@ static void worker_died(struct proc *p, int status)
     if (!M.serving) {
         log_error("worker %u failed to start: %s", slot, how);
         begin_stop(false, 1);
+        return;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == WSE_WORKER_EXIT_FATAL && !M.reloading) {
+        /* Its reason is in the log; a respawn would fail the same way. */
+        M.slots[slot].proc = NULL;
+        log_error("worker %u (pid %d) cannot start (exit status %d, reason above): not "
+                  "respawned; the slot stays empty until a reload", slot, (int)pid,
+                  WSE_WORKER_EXIT_FATAL);
         return;
     }
     if (M.reloading) {

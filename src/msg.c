@@ -8,6 +8,47 @@
 #include "common.h"
 #include "msg.h"
 
+/* ---- close payloads ---- */
+
+bool wse_close_code_valid(unsigned code)
+{
+    if (code >= 3000 && code <= 4999)
+        return true;        /* registered (3xxx) and private (4xxx) */
+    switch (code) {
+    case 1000: case 1001: case 1002: case 1003:
+    case 1007: case 1008: case 1009: case 1010: case 1011:
+    case 1012: case 1013: case 1014:
+        return true;
+    default:
+        return false;       /* 1004-1006 and 1015 are reserved, never sent */
+    }
+}
+
+int wse_close_parse(const uint8_t *p, size_t n, uint16_t *code)
+{
+    if (n == 0) {
+        *code = WSE_CLOSE_NO_STATUS;
+        return WSE_OK;
+    }
+    if (n == 1) {
+        *code = WSE_CLOSE_PROTOCOL;
+        return WSE_FAIL;
+    }
+    unsigned c = (unsigned)p[0] << 8 | p[1];
+    if (!wse_close_code_valid(c)) {
+        *code = WSE_CLOSE_PROTOCOL;
+        return WSE_FAIL;
+    }
+    if (wse_utf8_valid(p + 2, n - 2) != WSE_OK) {
+        *code = WSE_CLOSE_BAD_DATA;
+        return WSE_FAIL;
+    }
+    *code = (uint16_t)c;
+    return WSE_OK;
+}
+
+/* ---- the parser ---- */
+
 void wse_parser_init(struct wse_parser *ps, uint64_t max_msg, unsigned rsv_allowed)
 {
     memset(ps, 0, sizeof *ps);

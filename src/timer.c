@@ -80,8 +80,3 @@ void wse_tlist_touch(struct wse_tlist *list, struct wse_tlink *link, ev_tstamp s
     wse_tlist_del(link);
     wse_tlist_add(list, link);
 }
-
-void wse_tlist_stop(struct wse_tlist *list)
-{
-    ev_timer_stop(list->loop, &list->timer);
-}

@@ -15,8 +15,6 @@
 #include "chan.h"
 #include "common.h"
 #include "conn.h"
-#include "frame.h"
-#include "http.h"
 #include "log.h"
 #include "net.h"
 #include "priv.h"
@@ -146,20 +144,6 @@ static void listeners_close(void)
     K.listeners_closed = true;
 }
 
-/* Over the connection limit: a short 503 and close, never blocking. */
-static void reject_busy(int fd)
-{
-    char resp[256];
-    size_t n = wse_http_response(resp, sizeof resp, 503, "Retry-After: 1\r\n", NULL,
-                                 "too many connections\n", 21);
-    ssize_t w = write(fd, resp, n);
-    (void)w;
-    close(fd);
-    wse_stat_add(K.args->stats, WSE_STAT_conn_accepted, 1);
-    wse_stat_add(K.args->stats, WSE_STAT_refused_503, 1);
-    wse_stat_add(K.args->stats, WSE_STAT_close_server, 1);
-}
-
 static void accept_pause(int err)
 {
     if (!K.emfile_logged) {
@@ -200,10 +184,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         }
         K.emfile_logged = false;
         if (wse_conn_count() >= cfg->max_connections) {
-            log_limited(WSE_LOG_WARN, "connection limit", "connection limit %u reached: answering 503",
-                        cfg->max_connections);
-            reject_busy(fd);
-            wse_conn_access_refused(&peer, 503);
+            wse_conn_refuse_busy(fd, &peer);
             continue;
         }
         wse_conn_accepted(fd, &peer);
@@ -252,7 +233,7 @@ static void fast_stop(double grace)
     unsigned open = wse_conn_count();
     log_info("stopping: closing %u %s with 1001", open,
              wse_plural(open, "connection", "connections"));
-    wse_conn_close_all(WSE_CLOSE_GOING_AWAY, "server shutting down");
+    wse_conn_close_all(WSE_CONN_GOING_AWAY, "server shutting down");
     begin_exit(grace);
 }
 
@@ -447,7 +428,10 @@ int wse_worker_run(const struct wse_worker_args *a)
         log_error("ev_loop_new(EVBACKEND_EPOLL) failed");
         return 1;
     }
-    if (wse_conn_setup(K.loop, a->cfg, a->stats) < 0) {
+    int rc = wse_conn_setup(K.loop, a->cfg, a->stats);
+    if (rc == WSE_CONN_SETUP_FATAL)
+        return WSE_WORKER_EXIT_FATAL;   /* the reason is logged */
+    if (rc < 0) {
         log_error("out of memory setting up the worker");
         return 1;
     }

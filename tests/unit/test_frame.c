@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "frame.h"
+#include "msg.h"     /* wse_close_parse() reads back what close_write wrote */
 
 static int decode(const uint8_t *p, size_t n, struct wse_frame *f, uint16_t *code)
 {
@@ -189,37 +190,6 @@ START_TEST(unmask_any_alignment_and_split)
 }
 END_TEST
 
-START_TEST(close_codes)
-{
-    for (unsigned c = 0; c < 6000; c++) {
-        bool want = (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) ||
-                    (c >= 3000 && c <= 4999);
-        ck_assert_msg(wse_close_code_valid(c) == want, "code %u", c);
-    }
-}
-END_TEST
-
-START_TEST(close_payloads)
-{
-    uint16_t code = 0;
-
-    ck_assert_int_eq(wse_close_parse((const uint8_t *)"", 0, &code), WSE_OK);
-    ck_assert_int_eq(code, 1005);
-    ck_assert_int_eq(wse_close_parse((const uint8_t *)"\x03", 1, &code), WSE_FAIL);
-    ck_assert_int_eq(code, 1002);
-    ck_assert_int_eq(wse_close_parse((const uint8_t *)"\x03\xe8", 2, &code), WSE_OK);
-    ck_assert_int_eq(code, 1000);
-    ck_assert_int_eq(wse_close_parse((const uint8_t *)"\x03\xe8ok \xc3\xa9", 7, &code), WSE_OK);
-    ck_assert_int_eq(code, 1000);
-    ck_assert_int_eq(wse_close_parse((const uint8_t *)"\x03\xed", 2, &code), WSE_FAIL);
-    ck_assert_int_eq(code, 1002);   /* 1005 may not be sent */
-    ck_assert_int_eq(wse_close_parse((const uint8_t *)"\x03\xe8\xce\xba\xe1\xbd", 6, &code), WSE_FAIL);
-    ck_assert_int_eq(code, 1007);   /* truncated UTF-8 reason */
-    ck_assert_int_eq(wse_close_parse((const uint8_t *)"\x13\x88", 2, &code), WSE_FAIL);
-    ck_assert_int_eq(code, 1002);   /* 4999 + 1 */
-}
-END_TEST
-
 START_TEST(close_write)
 {
     uint8_t out[2 + WSE_CONTROL_MAX];
@@ -253,8 +223,6 @@ static Suite *frame_suite(void)
     tcase_add_test(tc, non_minimal_length_fails);
     tcase_add_test(tc, server_headers);
     tcase_add_test(tc, unmask_any_alignment_and_split);
-    tcase_add_test(tc, close_codes);
-    tcase_add_test(tc, close_payloads);
     tcase_add_test(tc, close_write);
     suite_add_tcase(s, tc);
     return s;

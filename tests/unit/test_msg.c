@@ -386,6 +386,37 @@ START_TEST(data_streams_without_buffering)
 }
 END_TEST
 
+START_TEST(close_codes)
+{
+    for (unsigned c = 0; c < 6000; c++) {
+        bool want = (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) ||
+                    (c >= 3000 && c <= 4999);
+        ck_assert_msg(wse_close_code_valid(c) == want, "code %u", c);
+    }
+}
+END_TEST
+
+START_TEST(close_payloads)
+{
+    uint16_t code = 0;
+
+    ck_assert_int_eq(wse_close_parse((const uint8_t *)"", 0, &code), WSE_OK);
+    ck_assert_int_eq(code, 1005);
+    ck_assert_int_eq(wse_close_parse((const uint8_t *)"\x03", 1, &code), WSE_FAIL);
+    ck_assert_int_eq(code, 1002);
+    ck_assert_int_eq(wse_close_parse((const uint8_t *)"\x03\xe8", 2, &code), WSE_OK);
+    ck_assert_int_eq(code, 1000);
+    ck_assert_int_eq(wse_close_parse((const uint8_t *)"\x03\xe8ok \xc3\xa9", 7, &code), WSE_OK);
+    ck_assert_int_eq(code, 1000);
+    ck_assert_int_eq(wse_close_parse((const uint8_t *)"\x03\xed", 2, &code), WSE_FAIL);
+    ck_assert_int_eq(code, 1002);   /* 1005 may not be sent */
+    ck_assert_int_eq(wse_close_parse((const uint8_t *)"\x03\xe8\xce\xba\xe1\xbd", 6, &code), WSE_FAIL);
+    ck_assert_int_eq(code, 1007);   /* truncated UTF-8 reason */
+    ck_assert_int_eq(wse_close_parse((const uint8_t *)"\x13\x88", 2, &code), WSE_FAIL);
+    ck_assert_int_eq(code, 1002);   /* 4999 + 1 */
+}
+END_TEST
+
 static Suite *msg_suite(void)
 {
     Suite *s = suite_create("msg");
@@ -406,6 +437,8 @@ static Suite *msg_suite(void)
     tcase_add_test(tc, bad_close_payloads);
     tcase_add_test(tc, control_frame_split_waits_whole);
     tcase_add_test(tc, data_streams_without_buffering);
+    tcase_add_test(tc, close_codes);
+    tcase_add_test(tc, close_payloads);
     suite_add_tcase(s, tc);
     return s;
 }
