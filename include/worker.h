@@ -17,15 +17,6 @@
 #include "iplimit.h"
 #include "stats.h"
 
-/*
- * A worker (or the metrics process) that cannot start for a reason that a
- * respawn cannot cure, such as failing to switch to --user, exits with this
- * status (nginx's convention: 2 is fatal, not respawned).
- */
-#ifndef WSE_EXIT_FATAL
-#define WSE_EXIT_FATAL 2
-#endif
-
 struct wse_worker_args {
     int slot;
     unsigned generation;
@@ -45,11 +36,11 @@ struct wse_worker_args {
 
 /*
  * The exit status of a worker that cannot start for a reason a respawn
- * cannot cure (a certificate that does not load, a configuration its
- * process rejects; as nginx's exit 2).  It logs the reason once; the master
+ * cannot cure (a certificate that does not load, a --user it cannot switch
+ * to; as nginx's exit 2); so does the metrics process.  It logs the reason once; the master
  * does not respawn it: at first start it stops with exit 1, during a reload
- * it rejects the new generation, later it leaves the slot empty until the
- * next reload.  Running out of memory is not fatal (status 1: respawned).
+ * it rejects the new generation, later it leaves the slot to be served by
+ * another worker (orphan adoption) until the next reload.  Running out of memory is not fatal (status 1: respawned).
  */
 #define WSE_WORKER_EXIT_FATAL 2
 

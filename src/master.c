@@ -949,8 +949,8 @@ static void worker_died(struct proc *p, int status)
         /* Its reason is in the log; a respawn would fail the same way. */
         M.slots[slot].proc = NULL;
         log_error("worker %u (pid %d) cannot start (exit status %d, reason above): not "
-                  "respawned; the slot stays empty until a reload", slot, (int)pid,
-                  WSE_WORKER_EXIT_FATAL);
+                  "respawned; another worker serves its sockets until a reload", slot,
+                  (int)pid, WSE_WORKER_EXIT_FATAL);
         return;
     }
     if (M.reloading) {

@@ -448,7 +448,7 @@ int wse_metrics_run(const struct wse_metrics_args *a)
         ev_run(X.loop, 0);
         status = 0;
     } else if (rc == -2) {
-        status = WSE_EXIT_FATAL;
+        status = WSE_WORKER_EXIT_FATAL;
     }
     for (unsigned i = 0; i < WSE_METRICS_MAX_CONNS; i++)
         if (X.conns[i].fd >= 0)

@@ -378,7 +378,7 @@ static int post_fork_hygiene(const struct wse_worker_args *a)
      * parent-death signal, which is therefore set after it. */
     if (wse_priv_drop(&a->cfg->cred, err, sizeof err) < 0) {
         log_error("cannot run as user '%s': %s", a->cfg->user, err);
-        return WSE_EXIT_FATAL;
+        return WSE_WORKER_EXIT_FATAL;
     }
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     /* The master may have died before prctl took effect. */
