@@ -13,6 +13,7 @@ enum wse_chan_type {
     WSE_CHAN_DRAIN,         /* master -> worker: stop accepting, drain, exit */
     WSE_CHAN_STOP,          /* master -> worker: close everything with 1001 now, exit */
     WSE_CHAN_REOPEN,        /* master -> worker: reopen the log file */
+    WSE_CHAN_TAKEOVER,      /* old master -> new (live upgrade): you are the master now */
 };
 
 struct wse_chan_rec {
