@@ -15,6 +15,7 @@ enum wse_chan_type {
     WSE_CHAN_REOPEN,        /* master -> worker: reopen the log file; see below */
     WSE_CHAN_WATCH,         /* master -> worker: serve slot arg's sockets too (its worker is down) */
     WSE_CHAN_UNWATCH,       /* master -> worker: slot arg's worker serves again: leave them */
+    WSE_CHAN_TAKEOVER,      /* old master -> new (live upgrade): you are the master now */
 };
 
 /*

@@ -116,8 +116,9 @@ struct wse_stats_header {
     int32_t master_pid;
     uint32_t generation;        /* bumped on every reload */
     uint64_t start_time_ms;     /* CLOCK_REALTIME ms */
-    uint32_t retired_seq;       /* odd while the master folds a slot into retired */
-    uint32_t pad;
+    uint32_t retired_seq;       /* odd while a master folds a slot into retired (a lock:
+                                   during a live upgrade two masters share the segment) */
+    uint32_t upgrades_failed;   /* live upgrades that failed (wsechod -s upgrade waits on it) */
     uint64_t retired[WSE_STAT_COUNT];   /* totals of exited workers */
 } __attribute__((aligned(WSE_CACHE_LINE)));
 
@@ -127,9 +128,10 @@ struct wse_stats {
     size_t size;                /* header and nslots slots */
     unsigned nslots;            /* fixed at create/attach, never re-read from the segment */
     char name[256];
-    bool owner;                 /* created by this process: unlink at close */
+    bool owner;                 /* this process's master owns it: unlink at close */
     bool reader;                /* attached: fd and image are ours */
-    int fd;                     /* reader: the segment, read with pread */
+    int fd;                     /* reader: the segment, read with pread; master: kept to hand
+                                   it to a new binary (live upgrade) */
     unsigned char *image[3];    /* reader: successive copies of the segment (size bytes) */
 };
 
@@ -189,6 +191,24 @@ int wse_stats_check_master(const char *name, pid_t pid, char *err, size_t errlen
  */
 int wse_stats_attach(struct wse_stats *st, const char *name, char *err, size_t errlen);
 
+/*
+ * A new binary during a live upgrade: maps the segment its predecessor
+ * handed over on fd (read-write, not owner: it unlinks nothing until
+ * wse_stats_take_over).  The layout must be this build's, with nslots
+ * slots.  0, or -1 with the reason in err.
+ */
+int wse_stats_adopt(struct wse_stats *st, int fd, const char *name, unsigned nslots, char *err,
+                    size_t errlen);
+
+/* The upgrade is done: this process is the segment's master and owner. */
+void wse_stats_take_over(struct wse_stats *st);
+
+/* Master: counts a failed live upgrade. */
+void wse_stats_upgrade_failed(struct wse_stats *st);
+
+/* Reader: upgrades_failed of the segment called name.  0, or -1. */
+int wse_stats_read_upgrades_failed(const char *name, uint32_t *out);
+
 /* Unmaps or closes; the creator also unlinks the name. */
 void wse_stats_close(struct wse_stats *st);
 
@@ -196,7 +216,10 @@ void wse_stats_close(struct wse_stats *st);
 void wse_stats_slot_set(struct wse_stats_slot *s, pid_t pid, int worker, unsigned generation,
                         enum wse_slot_state state);
 
-/* Master: the first slot nobody uses, or -1. */
+/*
+ * Master: claims the first slot nobody uses (EMPTY -> STARTING, atomically:
+ * two masters share the segment during a live upgrade), or -1.
+ */
 int wse_stats_free_slot(const struct wse_stats *st);
 
 /* Worker: proof of life, once a second. */

@@ -1,6 +1,11 @@
 #!/usr/bin/python3
 """Reload torture: live traffic through wsechod while its master gets SIGHUPs.
 
+With --upgrade, live upgrades instead of reloads: the server runs from a copy
+of the binary in a temporary directory, and before every upgrade that copy is
+replaced by a fresh one (a new file, as a package manager installs it); then
+`wsechod -s upgrade` starts it, and must report success, each time.
+
 It starts the server itself (on 127.0.0.1 only), then runs, until the last
 reload has drained:
 
@@ -137,7 +142,8 @@ class Tally:
     def __init__(self):
         self.__dict__.update(connects=0, connect_failures=0, resets=0, messages=0, lost=0,
                              corrupted=0, retried=0, drain_closes=0, other_closes=0,
-                             short_connections=0, short_failures=0)
+                             short_connections=0, short_failures=0, upgrades=0,
+                             upgrade_failures=0)
         self.errors = []
 
     def fail(self, what):
@@ -232,9 +238,39 @@ def write_config(args, workers):
     os.replace(tmp, args.conf)
 
 
+def install_copy(args):
+    """A fresh copy of the binary at the server's path: a new file renamed
+    over the old one, as a package manager does."""
+    tmp = args.server_binary + ".new"
+    with open(args.binary, "rb") as src, open(tmp, "wb") as dst:
+        dst.write(src.read())
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, args.server_binary)
+
+
+async def upgrader(args, t):
+    """RELOADS live upgrades spread over the run, one after the other (an
+    upgrade under way ignores the next SIGUSR2; -s upgrade waits for it)."""
+    gap = args.duration / max(args.reloads, 1)
+    for i in range(args.reloads):
+        install_copy(args)
+        p = await asyncio.create_subprocess_exec(
+            args.server_binary, "-s", "upgrade", "-c", args.conf,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await p.communicate()
+        if p.returncode == 0:
+            t.upgrades += 1
+        else:
+            t.upgrade_failures += 1
+            t.fail(f"upgrade {i + 1}: {out.decode(errors='replace').strip()}")
+        await asyncio.sleep(gap * random.uniform(0.5, 1.5))
+
+
 async def reloader(args, pid, t):
     """RELOADS SIGHUPs spread over the run; every third right after the previous.
     With --worker-counts, each reload first rewrites the worker count."""
+    if args.upgrade:
+        return await upgrader(args, t)
     gap = args.duration / max(args.reloads, 1)
     for i in range(args.reloads):
         if args.worker_counts:
@@ -267,7 +303,12 @@ def start_server(args, tmp):
     args.pid_file = pid_file = os.path.join(tmp, "wsechod.pid")
     write_config(args, args.worker_counts[0] if args.worker_counts else args.workers)
     log = open(os.path.join(tmp, "wsechod.log"), "w+")
-    proc = subprocess.Popen([args.binary, "-c", conf], stderr=log, stdout=log)
+    args.server_binary = args.binary
+    if args.upgrade:
+        # Named wsechod: -s proves the master by its executable's name.
+        args.server_binary = os.path.join(tmp, "wsechod")
+        install_copy(args)
+    proc = subprocess.Popen([args.server_binary, "-c", conf], stderr=log, stdout=log)
     deadline = time.monotonic() + 10
     while not os.path.exists(pid_file) or not probe(args.port):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -275,6 +316,33 @@ def start_server(args, tmp):
             sys.exit("wsechod did not start:\n" + log.read())
         time.sleep(0.02)
     return proc, log
+
+
+def read_pid(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def stop_current_master(args, proc):
+    """SIGTERM to the master the pid file names (after upgrades, not our
+    child): waits until it is gone.  True if it stopped in time."""
+    pid = read_pid(args.pid_file)
+    if pid is None or pid == proc.pid:
+        proc.send_signal(signal.SIGTERM)
+        return True
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        os.kill(pid, signal.SIGTERM)
+        import select
+        return bool(select.select([fd], [], [], 15)[0])
+    finally:
+        os.close(fd)
 
 
 def probe(port):
@@ -312,6 +380,9 @@ def main():
     ap.add_argument("--close-spread", type=float, default=0.2)
     ap.add_argument("--timeout", type=float, default=10.0, help="per operation")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--upgrade", action="store_true",
+                    help="live upgrades (wsechod -s upgrade, a new copy of the binary each "
+                         "time) instead of reloads")
     args = ap.parse_args()
     args.port = args.port or free_port()
     args.worker_counts = [int(n) for n in args.worker_counts.split(",") if n]
@@ -327,7 +398,11 @@ def main():
         try:
             t = asyncio.run(run(args, proc.pid))
         finally:
-            proc.send_signal(signal.SIGTERM)
+            if args.upgrade and not stop_current_master(args, proc):
+                print("  the last master did not stop within 15 s")
+                proc.returncode_override = 1
+            elif not args.upgrade:
+                proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -340,8 +415,11 @@ def main():
     elapsed = time.monotonic() - started
     drops = drops1[0] - drops0[0]
     overflows = drops1[1] - drops0[1]
-    print(f"reload torture: {args.clients} clients, {args.reloads} reloads, {elapsed:.1f} s, "
+    what = "upgrades" if args.upgrade else "reloads"
+    print(f"reload torture: {args.clients} clients, {args.reloads} {what}, {elapsed:.1f} s, "
           f"{args.workers} workers")
+    if args.upgrade:
+        print(f"  upgrades {t.upgrades}, failed {t.upgrade_failures}")
     print(f"  connects {t.connects}, connect failures {t.connect_failures}, resets {t.resets}")
     print(f"  messages {t.messages}, lost {t.lost}, corrupted {t.corrupted}, "
           f"retried after a drain close {t.retried}")
@@ -350,8 +428,10 @@ def main():
     print(f"  ListenDrops {drops:+d}, ListenOverflows {overflows:+d}")
     for e in t.errors:
         print("  error:", e)
+    stop_failed = getattr(proc, "returncode_override", 0)
     bad = (t.connect_failures or t.resets or t.lost or t.corrupted or t.other_closes or
-           t.short_failures or drops or overflows or proc.returncode != 0 or
+           t.short_failures or drops or overflows or proc.returncode != 0 or stop_failed or
+           t.upgrade_failures or "upgrade failed" in server_log or
            "ERROR: AddressSanitizer" in server_log or "runtime error:" in server_log)
     if proc.returncode != 0:
         print(f"  server exit status {proc.returncode}")

@@ -95,7 +95,7 @@ static const char *const level_words[] = { "error", "warn", "info", "debug", NUL
 static const unsigned level_values[] = { WSE_LOG_ERROR, WSE_LOG_WARN, WSE_LOG_INFO, WSE_LOG_DEBUG };
 static const char *const close_code_words[] = { "1001", "1012", NULL };
 static const unsigned close_code_values[] = { 1001, 1012 };
-static const char *const signal_words[] = { "reload", "quit", "stop", "reopen", NULL };
+static const char *const signal_words[] = { "reload", "quit", "stop", "reopen", "upgrade", NULL };
 
 static bool valid_nonempty(const char *s);
 static bool valid_path(const char *s);

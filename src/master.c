@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -40,6 +41,7 @@
 #include "net.h"
 #include "notify.h"
 #include "priv.h"
+#include "sockets.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -118,7 +120,32 @@ static struct {
     bool pid_file_written;
 } M;
 
-static const int handled_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGCHLD};
+/*
+ * Sockets that outlive a master (sockets.h) and the live upgrade (SIGUSR2;
+ * see "live upgrade" below).  The old master is the one that started the
+ * new binary; the new master is that binary, its child until the switch.
+ */
+static struct {
+    struct wse_passed_set passed;   /* handed to this process at start, until taken */
+    char exe[PATH_MAX];          /* the binary an upgrade starts: this one's path */
+    /* old master */
+    pid_t child;                 /* the new binary while it starts, 0 if none */
+    int chan;                    /* to it, -1 */
+    ev_io chan_io;
+    ev_timer timer;              /* its readiness deadline */
+    pid_t dying;                 /* a rejected attempt still stopping, 0 if none */
+    ev_timer kill_timer;         /* ... SIGKILL when it takes too long */
+    pid_t successor;             /* the new master after the switch */
+    /* new master */
+    pid_t parent;                /* the old master, 0 when not started by an upgrade */
+    int parent_chan;             /* to it until the switch, -1 */
+    ev_io parent_io;
+    int stats_fd;                /* the stats segment handed over, -1 */
+    bool committed;              /* took over (or was never an upgrade) */
+} U = {.chan = -1, .parent_chan = -1, .stats_fd = -1, .committed = true};
+
+static const int handled_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2,
+                                       SIGCHLD};
 
 static void spawn(unsigned slot, const struct wse_config *cfg, unsigned generation);
 static void begin_stop(bool graceful, int status);
@@ -135,6 +162,18 @@ static void metrics_signal(int sig);
 static void metrics_stop(void);
 static void metrics_close(void);
 static void metrics_child_cleanup(const int *keep, unsigned nkeep);
+static int slot_socket(const struct wse_listen *addr, unsigned slot, char *err, size_t errlen);
+static unsigned slots_handed_over(const struct wse_listen *addr);
+static void store_sockets(void);
+static void unstore_socket(const struct wse_listen *addr, int slot);
+static void upgrade_start(void);
+static bool upgrade_busy(void);
+static bool upgrade_reaped(pid_t pid, int status);
+static void upgrade_serving(void);
+static void upgrade_child_cleanup(void);
+static void upgrade_stop(void);
+static int stats_open(const char *name, char *err, size_t errlen);
+static bool pid_file_mine(void);
 
 /* ---- pid file ---------------------------------------------------------- */
 
@@ -249,8 +288,11 @@ static int group_ensure(const struct wse_listen *addr, unsigned n)
         grp->addr = *addr;
         grp->used = true;
     }
+    /* Slots handed over beyond n are kept: connections wait in them. */
+    unsigned passed = slots_handed_over(addr);
+    n = passed > n ? passed : n;
     while (grp->nfds < n) {
-        int fd = wse_net_listen(addr, LISTEN_BACKLOG, err, sizeof err);
+        int fd = slot_socket(addr, grp->nfds, err, sizeof err);
         if (fd < 0) {
             log_error("%s", err);
             if (!grp->nfds)
@@ -264,9 +306,13 @@ static int group_ensure(const struct wse_listen *addr, unsigned n)
 
 static void group_close(struct group *grp)
 {
-    for (unsigned i = 0; i < grp->nfds; i++)
+    for (unsigned i = 0; i < grp->nfds; i++) {
         close(grp->fds[i]);
-    log_info("stopped listening on %s", grp->addr.text);
+        unstore_socket(&grp->addr, (int)i);
+    }
+    /* After a live upgrade the sockets live on in the new master. */
+    if (!U.successor)
+        log_info("stopped listening on %s", grp->addr.text);
     grp->nfds = 0;
     grp->used = false;
 }
@@ -307,8 +353,10 @@ static void groups_rollback(void)
             continue;
         log_warn("reload undone: closing %u new sockets of %s", grp->nfds - grp->committed,
                  grp->addr.text);
-        while (grp->nfds > grp->committed)
+        while (grp->nfds > grp->committed) {
             close(grp->fds[--grp->nfds]);
+            unstore_socket(&grp->addr, (int)grp->nfds);
+        }
         if (!grp->nfds)
             grp->used = false;
     }
@@ -405,6 +453,7 @@ static void child_cleanup(const int *keep, unsigned nkeep)
         if (p->chan >= 0)
             close(p->chan);
     metrics_child_cleanup(keep, nkeep);
+    upgrade_child_cleanup();
     close(M.sigfd);
     /* The logs a reload may go back to are the master's, not this worker's. */
     wse_log_discard(&M.log_before);
@@ -649,6 +698,7 @@ static void swap_generation(void)
     M.cfg = M.next;
     groups_prune(&M.cfg);
     metrics_commit(&M.cfg);
+    store_sockets();
     wse_log_discard(&M.log_before);
     wse_log_discard(&M.access_before);
     slots_cover();
@@ -694,6 +744,8 @@ static void on_ready(struct proc *p)
                  all ? all : "", more, M.nslots, workers);
         wse_notify("READY=1\nSTATUS=serving %s%s with %u %s\nMAINPID=%d", ws, more, M.nslots,
                    workers, (int)M.pid);
+        store_sockets();
+        upgrade_serving();
         if (M.reload_again) {
             M.reload_again = false;
             reload();
@@ -969,6 +1021,8 @@ static void reap_children(void)
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (upgrade_reaped(pid, status))
+            continue;
         struct proc *p = proc_by_pid(pid);
         if (p)
             worker_died(p, status);
@@ -1006,8 +1060,10 @@ static int metrics_bind(const struct wse_listen *addr)
     char err[256];
     /* No SO_REUSEPORT: nobody, not even another process of this user, may
      * share the port and take a part of the scrapes. */
-    int fd = wse_net_listen_exclusive(addr, 64, err, sizeof err);
+    int fd = wse_sockets_take(&U.passed, addr, WSE_SOCK_METRICS, true, NULL);
 
+    if (fd < 0)
+        fd = wse_net_listen_exclusive(addr, 64, err, sizeof err);
     if (fd < 0)
         log_error("metrics-listen: %s", err);
     return fd;
@@ -1174,6 +1230,459 @@ static void metrics_close(void)
     MX.fd = -1;
 }
 
+/* ---- sockets that outlive the master ------------------------------------- */
+
+/*
+ * Slot `slot` of addr: the socket handed over for it (an upgrade, systemd's
+ * activation or its store), else a new one.  A new address is probed first:
+ * with SO_REUSEPORT, a second server on it would bind too and silently take
+ * a share of the connections.
+ */
+static int slot_socket(const struct wse_listen *addr, unsigned slot, char *err, size_t errlen)
+{
+    bool reuseport = true;
+    int fd = wse_sockets_take(&U.passed, addr, (int)slot, slot == 0, &reuseport);
+
+    if (fd >= 0) {
+        log_debug("%s: slot %u socket handed over%s", addr->text, slot,
+                  reuseport ? "" : " (without SO_REUSEPORT)");
+        return fd;
+    }
+    if (slot == 0 && wse_sockets_probe_free(addr, err, errlen) < 0)
+        return -1;
+    fd = wse_net_listen(addr, LISTEN_BACKLOG, err, errlen);
+    if (fd < 0 && errno == EADDRINUSE && slot > 0) {
+        size_t len = strlen(err);
+        snprintf(err + len, errlen - len, " (a socket passed by systemd needs ReusePort=yes "
+                 "in the .socket unit for more than one worker)");
+    }
+    return fd;
+}
+
+static unsigned slots_handed_over(const struct wse_listen *addr)
+{
+    return wse_sockets_slots(&U.passed, addr);
+}
+
+/* Under systemd with a file descriptor store: every listening socket goes
+ * there, so that the next master gets it back after a crash or restart. */
+static void store_sockets(void)
+{
+    char name[WSE_SOCK_NAME_MAX];
+
+    if (!wse_sockets_store_enabled())
+        return;
+    for (unsigned g = 0; g < MAX_GROUPS; g++) {
+        const struct group *grp = &M.groups[g];
+        for (unsigned i = 0; grp->used && i < grp->nfds; i++) {
+            wse_sockets_name(name, sizeof name, &grp->addr, (int)i);
+            wse_sockets_store(grp->fds[i], name);
+        }
+    }
+    if (MX.fd >= 0) {
+        wse_sockets_name(name, sizeof name, &MX.addr, WSE_SOCK_METRICS);
+        wse_sockets_store(MX.fd, name);
+    }
+}
+
+static void unstore_socket(const struct wse_listen *addr, int slot)
+{
+    char name[WSE_SOCK_NAME_MAX];
+
+    if (!wse_sockets_store_enabled())
+        return;
+    wse_sockets_name(name, sizeof name, addr, slot);
+    wse_sockets_store(-1, name);
+}
+
+/* Handed-over sockets the configuration no longer names are closed (what
+ * waits in them is lost: logged). */
+static void close_unclaimed(void)
+{
+    char list[256];
+    unsigned n = wse_sockets_close_rest(&U.passed, list, sizeof list);
+
+    if (n)
+        log_warn("closed %u handed-over %s the configuration does not listen on: %s", n,
+                 wse_plural(n, "socket", "sockets"), list);
+    wse_sockets_free(&U.passed);
+}
+
+/* ---- live upgrade ---------------------------------------------------------- */
+
+/*
+ * SIGUSR2 starts the binary found at this master's own path as a child
+ * (nginx's way, not HAProxy's re-exec in place: see UPGRADING in the man
+ * page).  It gets every listening socket the sd_listen_fds way, plus a
+ * channel to us and the stats segment (WSECHOD_UPGRADE=ppid:chan:stats:
+ * generations), starts its workers on those sockets without binding, and
+ * says READY on the channel when they all serve.  Then, and only then, we
+ * tell systemd MAINPID=child, hand over (TAKEOVER: it writes the pid file
+ * and owns the segment), and drain our workers as a reload would, and
+ * exit.  Until then nothing of ours changed: a child that exits, or is not
+ * ready within READY_TIMEOUT, is stopped and we serve on.
+ */
+
+static bool upgrade_busy(void)
+{
+    return U.child != 0;
+}
+
+/* The path of our executable, as the kernel names it (a binary replaced on
+ * disk reads "PATH (deleted)": the new file is what we want then). */
+static void remember_exe(void)
+{
+    static const char deleted[] = " (deleted)";
+    ssize_t n = readlink("/proc/self/exe", U.exe, sizeof U.exe - 1);
+
+    U.exe[n > 0 ? n : 0] = '\0';
+    size_t len = strlen(U.exe);
+    if (len > sizeof deleted - 1 && strcmp(U.exe + len - (sizeof deleted - 1), deleted) == 0)
+        U.exe[len - (sizeof deleted - 1)] = '\0';
+}
+
+static void on_upgrade_kill(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)t, (void)revents;
+    if (U.dying) {
+        log_warn("rejected upgrade (pid %d) still running: SIGKILL", (int)U.dying);
+        kill(U.dying, SIGKILL);
+    }
+}
+
+/* The attempt failed: it is stopped, we serve on as before. */
+static void upgrade_fail(const char *why, bool running)
+{
+    log_error("upgrade failed: %s; pid %d keeps serving generation %u", why, (int)M.pid,
+              M.generation);
+    wse_notify("READY=1\nSTATUS=upgrade failed: %s; pid %d keeps serving", why, (int)M.pid);
+    wse_stats_upgrade_failed(&M.stats);
+    ev_timer_stop(M.loop, &U.timer);
+    if (U.chan >= 0) {
+        /* STOP first: a new master that saw only our channel close would
+         * think us dead and take over. */
+        (void)wse_chan_send(U.chan, WSE_CHAN_STOP, 0);
+        ev_io_stop(M.loop, &U.chan_io);
+        close(U.chan);
+        U.chan = -1;
+    }
+    if (running) {
+        kill(U.child, SIGTERM);
+        U.dying = U.child;
+        ev_timer_set(&U.kill_timer, STOP_KILL_AFTER + 2, 0);
+        ev_timer_start(M.loop, &U.kill_timer);
+    }
+    U.child = 0;
+}
+
+/* The new binary serves: it becomes the master, this one drains and exits. */
+static void upgrade_commit(void)
+{
+    pid_t child = U.child;
+
+    ev_timer_stop(M.loop, &U.timer);
+    /* systemd must know the new main pid before this one exits. */
+    wse_notify("MAINPID=%d\nREADY=1\nSTATUS=upgraded: pid %d serves, pid %d drains", (int)child,
+               (int)child, (int)M.pid);
+    wse_notify_mute(true);
+    M.stats.owner = false;          /* the segment is the new master's now */
+    if (wse_chan_send(U.chan, WSE_CHAN_TAKEOVER, 0) < 0)
+        wse_log_errno(WSE_LOG_WARN, "send", "telling pid %d to take over (it will when it "
+                      "sees us gone)", (int)child);
+    ev_io_stop(M.loop, &U.chan_io);
+    close(U.chan);
+    U.chan = -1;
+    U.child = 0;
+    U.successor = child;
+    log_info("upgrade: pid %d serves; pid %d drains its workers and exits", (int)child,
+             (int)M.pid);
+    begin_stop(true, 0);
+}
+
+static void on_upgrade_chan(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct wse_chan_rec rec;
+    int rc;
+    (void)loop, (void)revents;
+
+    while (U.child && (rc = wse_chan_recv(w->fd, &rec)) == 1)
+        if (rec.type == WSE_CHAN_READY)
+            upgrade_commit();
+    if (U.child && rc == 0)
+        ev_io_stop(M.loop, w);       /* it is gone: SIGCHLD says how */
+}
+
+static void on_upgrade_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    char why[96];
+    (void)loop, (void)t, (void)revents;
+    snprintf(why, sizeof why, "the new binary (pid %d) was not ready within %.0f s",
+             (int)U.child, READY_TIMEOUT);
+    upgrade_fail(why, true);
+}
+
+/* Every listening socket, named: the order LISTEN_FDS gets them in. */
+static unsigned upgrade_sockets(int *fds, char (*names)[WSE_SOCK_NAME_MAX], unsigned cap)
+{
+    unsigned n = 0;
+
+    for (unsigned g = 0; g < MAX_GROUPS; g++) {
+        const struct group *grp = &M.groups[g];
+        for (unsigned i = 0; grp->used && i < grp->nfds && n < cap; i++, n++) {
+            fds[n] = grp->fds[i];
+            wse_sockets_name(names[n], sizeof names[n], &grp->addr, (int)i);
+        }
+    }
+    if (MX.fd >= 0 && n < cap) {
+        fds[n] = MX.fd;
+        wse_sockets_name(names[n], sizeof names[n], &MX.addr, WSE_SOCK_METRICS);
+        n++;
+    }
+    return n;
+}
+
+static _Noreturn void upgrade_exec(int *fds, char (*names)[WSE_SOCK_NAME_MAX], unsigned n,
+                                   int chan)
+{
+    sigset_t none;
+    char env[96];
+    int extra[2] = {chan, M.stats.fd};
+
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (wse_sockets_export(fds, names, n, extra, 2) == 0) {
+        snprintf(env, sizeof env, "%d:%d:%d:%u", (int)M.pid, extra[0], extra[1], M.generations);
+        if (setenv("WSECHOD_UPGRADE", env, 1) == 0)
+            execv(U.exe, M.argv);
+    }
+    _exit(127);
+}
+
+static void upgrade_start(void)
+{
+    const char *refuse = M.stopping ? "stopping" : !M.serving ? "the first workers are starting"
+                         : M.reloading ? "a reload is starting; send it again once it serves"
+                         : U.child ? "an upgrade is already under way"
+                         : U.dying ? "the last rejected attempt is still stopping"
+                         : U.successor ? "already handed over" : NULL;
+    if (refuse) {
+        log_warn("SIGUSR2 ignored: %s", refuse);
+        return;
+    }
+    wse_notify_reloading();
+    unsigned cap = MAX_GROUPS * WSE_MAX_WORKERS + 1;
+    int *fds = malloc(cap * sizeof *fds);
+    char (*names)[WSE_SOCK_NAME_MAX] = malloc(cap * sizeof *names);
+    int ch[2] = {-1, -1};
+    if (!fds || !names || M.stats.fd < 0 || wse_chan_pair(ch) < 0) {
+        upgrade_fail(M.stats.fd < 0 ? "the stats segment cannot be handed over"
+                                    : "out of memory or descriptors", false);
+        goto out;
+    }
+    unsigned n = upgrade_sockets(fds, names, cap);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(ch[0]);
+        close(ch[1]);
+        upgrade_fail("fork failed", false);
+        goto out;
+    }
+    if (pid == 0)
+        upgrade_exec(fds, names, n, ch[1]);
+    close(ch[1]);
+    U.child = pid;
+    U.chan = ch[0];
+    ev_io_init(&U.chan_io, on_upgrade_chan, U.chan, EV_READ);
+    ev_io_start(M.loop, &U.chan_io);
+    ev_timer_set(&U.timer, READY_TIMEOUT, 0);
+    ev_timer_start(M.loop, &U.timer);
+    log_info("SIGUSR2: upgrade: started %s (pid %d) with %u listening %s", U.exe, (int)pid, n,
+             wse_plural(n, "socket", "sockets"));
+out:
+    free(fds);
+    free(names);
+}
+
+static bool upgrade_reaped(pid_t pid, int status)
+{
+    char how[96], why[160];
+
+    if (pid != U.child && pid != U.dying && pid != U.successor)
+        return false;
+    describe_exit(status, how, sizeof how);
+    if (pid == U.child) {
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+            snprintf(why, sizeof why, "%.100s could not be executed (status 127)", U.exe);
+        else
+            snprintf(why, sizeof why, "the new binary (pid %d) %s", (int)pid, how);
+        upgrade_fail(why, false);
+    } else if (pid == U.dying) {
+        log_info("rejected upgrade (pid %d) %s", (int)pid, how);
+        U.dying = 0;
+        ev_timer_stop(M.loop, &U.kill_timer);
+    } else {
+        log_info("new master (pid %d) %s", (int)pid, how);
+        U.successor = 0;
+    }
+    return true;
+}
+
+/* Stopping: an attempt under way is stopped with us, not left to take over. */
+static void upgrade_stop(void)
+{
+    if (U.child)
+        upgrade_fail("the master is stopping", true);
+}
+
+/* A worker or the metrics process holds none of the upgrade's channels:
+ * its copy would hide the other side's exit from the channel's EOF. */
+static void upgrade_child_cleanup(void)
+{
+    if (U.chan >= 0)
+        close(U.chan);
+    if (U.parent_chan >= 0)
+        close(U.parent_chan);
+}
+
+/* ---- live upgrade: the new binary's side ----------------------------------- */
+
+/* The pid file is written by the master in charge: not by a new binary
+ * before it takes over. */
+static bool pid_file_mine(void)
+{
+    return U.committed;
+}
+
+static int stats_open(const char *name, char *err, size_t errlen)
+{
+    if (U.stats_fd < 0)
+        return wse_stats_create(&M.stats, name, 2 * WSE_MAX_WORKERS, M.cfg.workers, err, errlen);
+    int fd = U.stats_fd;
+    U.stats_fd = -1;
+    return wse_stats_adopt(&M.stats, fd, name, 2 * WSE_MAX_WORKERS, err, errlen);
+}
+
+static void upgrade_take_over(const char *how)
+{
+    if (U.committed)
+        return;
+    U.committed = true;
+    if (U.parent_chan >= 0) {
+        ev_io_stop(M.loop, &U.parent_io);
+        close(U.parent_chan);
+        U.parent_chan = -1;
+    }
+    wse_notify_mute(false);
+    wse_stats_take_over(&M.stats);
+    __atomic_store_n(&M.stats.hdr->generation, M.generation, __ATOMIC_RELAXED);
+    M.stats.hdr->workers = M.cfg.workers;
+    if (M.cfg.pid_file[0] && write_pid_file(M.cfg.pid_file) < 0)
+        wse_log_errno(WSE_LOG_ERROR, "write", "pid file %s", M.cfg.pid_file);
+    wse_notify("READY=1\nSTATUS=upgraded: generation %u serving with %u %s\nMAINPID=%d",
+               M.generation, M.nslots, wse_plural(M.nslots, "worker", "workers"), (int)M.pid);
+    store_sockets();
+    log_info("upgrade: pid %d took over from pid %d (%s)", (int)M.pid, (int)U.parent, how);
+}
+
+static void on_parent_chan(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct wse_chan_rec rec;
+    int rc;
+    (void)loop, (void)revents;
+
+    while (U.parent_chan >= 0 && (rc = wse_chan_recv(w->fd, &rec)) == 1) {
+        if (rec.type == WSE_CHAN_TAKEOVER) {
+            upgrade_take_over("handed over");
+        } else if (rec.type == WSE_CHAN_STOP) {
+            log_warn("upgrade: pid %d rejected this binary; stopping", (int)U.parent);
+            ev_io_stop(M.loop, w);
+            close(U.parent_chan);
+            U.parent_chan = -1;
+            begin_stop(false, 1);
+        }
+    }
+    if (U.parent_chan >= 0 && rc == 0) {
+        /* The old master died before handing over: somebody must serve. */
+        log_warn("upgrade: pid %d is gone without handing over", (int)U.parent);
+        upgrade_take_over("its master died");
+    }
+}
+
+/* The new binary's workers all serve: ask the old master to hand over. */
+static void upgrade_serving(void)
+{
+    if (U.committed || U.parent_chan < 0)
+        return;
+    log_info("upgrade: serving; asking pid %d to hand over", (int)U.parent);
+    if (wse_chan_send(U.parent_chan, WSE_CHAN_READY, M.generation) < 0)
+        upgrade_take_over("its master cannot be told");
+}
+
+/* A positive int from "N" up to the next ':' (or the end); -1 if malformed. */
+static long env_field(const char **p)
+{
+    char *end;
+
+    errno = 0;
+    long v = strtol(*p, &end, 10);
+    if (errno || end == *p || (*end && *end != ':') || v < 0 || v > INT_MAX)
+        return -1;
+    *p = *end ? end + 1 : end;
+    return v;
+}
+
+/*
+ * At start: the sockets handed to us (any of the three ways), and whether
+ * we are a new binary started by a live upgrade.  0, or -1 (logged).
+ */
+static int handover_init(void)
+{
+    char err[256];
+    const char *up = getenv("WSECHOD_UPGRADE");
+
+    remember_exe();
+    ev_timer_init(&U.timer, on_upgrade_timeout, 0, 0);
+    ev_timer_init(&U.kill_timer, on_upgrade_kill, 0, 0);
+    if (wse_sockets_inherit(&U.passed, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    if (U.passed.n)
+        log_info("%u listening %s handed over", U.passed.n,
+                 wse_plural(U.passed.n, "socket", "sockets"));
+    if (!up)
+        return 0;
+    const char *p = up;
+    long ppid = env_field(&p), chan = env_field(&p), stats = env_field(&p),
+         gens = env_field(&p);
+    unsetenv("WSECHOD_UPGRADE");
+    if (ppid < 2 || chan < 3 || stats < 3 || gens < 1 || gens >= INT_MAX - 1 ||
+        fcntl((int)chan, F_SETFD, FD_CLOEXEC) < 0 || fcntl((int)stats, F_SETFD, FD_CLOEXEC) < 0 ||
+        getppid() != (pid_t)ppid) {
+        log_error("WSECHOD_UPGRADE is not from a live upgrade of our parent; ignored");
+        return 0;
+    }
+    U.parent = (pid_t)ppid;
+    U.parent_chan = (int)chan;
+    U.stats_fd = (int)stats;
+    U.committed = false;
+    /* Generation numbers go on from the old master's. */
+    M.generation = M.generations = (unsigned)gens + 1;
+    wse_notify_mute(true);
+    log_info("upgrade: started by pid %d, generation %u", (int)U.parent, M.generation);
+    return 0;
+}
+
+/* After start(): the channels are watched, the unclaimed sockets closed. */
+static void handover_started(void)
+{
+    close_unclaimed();
+    if (U.parent_chan >= 0) {
+        ev_io_init(&U.parent_io, on_parent_chan, U.parent_chan, EV_READ);
+        ev_io_start(M.loop, &U.parent_io);
+    }
+}
+
 /* ---- stopping ----------------------------------------------------------- */
 
 static void on_kill_timer(struct ev_loop *loop, ev_timer *t, int revents)
@@ -1198,6 +1707,7 @@ static void begin_stop(bool graceful, int status)
         wse_notify("STOPPING=1");
     M.stopping = true;
     M.exit_status = status;
+    upgrade_stop();
     ev_timer_stop(M.loop, &M.ready_timer);
     /* No new connections: the workers close their copies as they stop. */
     groups_close_all();
@@ -1284,11 +1794,19 @@ static void on_signal(struct ev_loop *loop, ev_io *w, int revents)
             begin_stop(true, 0);
             break;
         case SIGHUP:
+            if (upgrade_busy()) {
+                log_warn("SIGHUP ignored: a live upgrade is under way (the new binary reads "
+                         "the configuration as it starts)");
+                break;
+            }
             log_info("SIGHUP: reloading");
             reload();
             break;
         case SIGUSR1:
             reopen_logs();
+            break;
+        case SIGUSR2:
+            upgrade_start();
             break;
         }
     }
@@ -1365,8 +1883,7 @@ static int start(void)
     if (check_user(&M.cfg) < 0 || groups_open(&M.cfg) < 0 || metrics_open(&M.cfg) < 0)
         return -1;
     wse_stats_default_name(name, sizeof name, M.cfg.stats_name, M.cfg.listen[0].port);
-    if (wse_stats_create(&M.stats, name, 2 * WSE_MAX_WORKERS, M.cfg.workers, err,
-                         sizeof err) < 0) {
+    if (stats_open(name, err, sizeof err) < 0) {
         log_error("%s", err);
         return -1;
     }
@@ -1377,7 +1894,7 @@ static int start(void)
         wse_log_errno(WSE_LOG_ERROR, "mmap", "the per-address connection table");
         return -1;
     }
-    if (M.cfg.pid_file[0] && write_pid_file(M.cfg.pid_file) < 0) {
+    if (M.cfg.pid_file[0] && pid_file_mine() && write_pid_file(M.cfg.pid_file) < 0) {
         wse_log_errno(WSE_LOG_ERROR, "write", "pid file %s", M.cfg.pid_file);
         return -1;
     }
@@ -1408,6 +1925,44 @@ static int send_signal(int pidfd, pid_t pid, int sig)
 }
 
 /*
+ * -s upgrade: the outcome, as the pid file and the stats segment tell it:
+ * the pid file names a new process that proves to be the segment's master
+ * (success), or the segment counts one more failed upgrade, or the old
+ * master is gone.  A new master's workers must be ready within
+ * READY_TIMEOUT, and a rejected one is stopped: this waits a little longer.
+ */
+static int wait_for_upgrade(const struct wse_config *cfg, const char *name, pid_t old,
+                            uint32_t failed_before)
+{
+    char err[WSE_STR_MAX + 256];
+    struct timespec tick = {0, 20 * 1000 * 1000};
+    uint32_t failed;
+    pid_t pid;
+
+    for (int i = 0; i < (int)(READY_TIMEOUT + 5) * 50; i++) {
+        nanosleep(&tick, NULL);
+        if (read_pid_file(cfg->pid_file, &pid, err, sizeof err) == 0 && pid != old &&
+            wse_stats_check_master(name, pid, err, sizeof err) == 0) {
+            printf("wsechod: upgraded: pid %d serves, pid %d drains and exits\n", (int)pid,
+                   (int)old);
+            return 0;
+        }
+        if (wse_stats_read_upgrades_failed(name, &failed) == 0 && failed != failed_before) {
+            fprintf(stderr, "wsechod: upgrade failed; pid %d serves on (its log says why)\n",
+                    (int)old);
+            return 1;
+        }
+        if (kill(old, 0) < 0 && errno == ESRCH) {
+            fprintf(stderr, "wsechod: pid %d exited and no new master took over\n", (int)old);
+            return 1;
+        }
+    }
+    fprintf(stderr, "wsechod: no outcome of the upgrade within %.0f s; see the log\n",
+            READY_TIMEOUT + 5);
+    return 1;
+}
+
+/*
  * -s: signals the master named by the pid file, and only if that process
  * is provably this configuration's master: the pid file is read strictly
  * (read_pid_file), and the process must be the running master of the
@@ -1420,6 +1975,7 @@ int wse_master_signal(const struct wse_config *cfg)
 {
     static const struct { const char *name; int sig; } names[] = {
         {"reload", SIGHUP}, {"quit", SIGQUIT}, {"stop", SIGTERM}, {"reopen", SIGUSR1},
+        {"upgrade", SIGUSR2},
     };
     char err[WSE_STR_MAX + 256], name[WSE_STR_MAX + 2];
     int sig = 0;
@@ -1452,6 +2008,9 @@ int wse_master_signal(const struct wse_config *cfg)
             close(pidfd);
         return 1;
     }
+    uint32_t failed_before = 0;
+    if (sig == SIGUSR2)
+        (void)wse_stats_read_upgrades_failed(name, &failed_before);
     int rc = send_signal(pidfd, pid, sig);
     int e = errno;
     if (pidfd >= 0)
@@ -1461,7 +2020,7 @@ int wse_master_signal(const struct wse_config *cfg)
                 strsignal(sig), strerror(e));
         return 1;
     }
-    return 0;
+    return sig == SIGUSR2 ? wait_for_upgrade(cfg, name, pid, failed_before) : 0;
 }
 
 int wse_master_run(const struct wse_config *cfg, int argc, char *const argv[])
@@ -1475,6 +2034,10 @@ int wse_master_run(const struct wse_config *cfg, int argc, char *const argv[])
     M.access_before.fd = -1;
     M.generation = M.generations = 1;
     wse_log_identity(-1, (int)M.pid);
+    if (handover_init() < 0) {
+        close_everything();
+        return 1;
+    }
 
     long nofile = wse_net_raise_nofile();
     if (nofile < 0)
@@ -1486,6 +2049,7 @@ int wse_master_run(const struct wse_config *cfg, int argc, char *const argv[])
         close_everything();
         return 1;
     }
+    handover_started();
     ev_io_init(&M.sig_io, on_signal, M.sigfd, EV_READ);
     ev_io_start(M.loop, &M.sig_io);
     ev_timer_init(&M.kill_timer, on_kill_timer, 0, 0);

@@ -264,12 +264,13 @@ int wse_stats_create(struct wse_stats *st, const char *name, unsigned nslots, un
         return -1;
     }
     void *p = mmap(NULL, st->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
     if (p == MAP_FAILED) {
         snprintf(err, errlen, "mmap(%s) failed: %s", st->name, strerror(errno));
+        close(fd);
         shm_unlink(st->name);
         return -1;
     }
+    st->fd = fd;
     st->hdr = p;
     st->slots = (struct wse_stats_slot *)((char *)p + sizeof(struct wse_stats_header));
     st->owner = true;
@@ -411,8 +412,9 @@ void wse_stats_close(struct wse_stats *st)
         munmap(st->hdr, st->size);
     if (st->owner)
         shm_unlink(st->name);
-    if (st->reader) {
+    if (st->fd >= 0)
         close(st->fd);
+    if (st->reader) {
         for (int i = 0; i < 3; i++)
             free(st->image[i]);
     }
@@ -438,6 +440,8 @@ static void seq_begin(uint32_t *seq)
     __atomic_store_n(seq, (*seq + 1) | 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
 }
+
+#define READ_PAUSE_NS_LOCK 1000000L
 
 static void seq_end(uint32_t *seq)
 {
@@ -466,15 +470,38 @@ void wse_stats_slot_state(struct wse_stats_slot *s, enum wse_slot_state state)
 int wse_stats_free_slot(const struct wse_stats *st)
 {
     /* Our own nslots: the segment's could have been rewritten. */
-    for (unsigned i = 0; i < st->nslots; i++)
-        if (st->slots[i].state == WSE_SLOT_EMPTY)
+    for (unsigned i = 0; i < st->nslots; i++) {
+        uint32_t empty = WSE_SLOT_EMPTY;
+        if (__atomic_compare_exchange_n(&st->slots[i].state, &empty, WSE_SLOT_STARTING, false,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
             return (int)i;
+    }
     return -1;
 }
 
 void wse_stats_heartbeat(struct wse_stats_slot *s)
 {
     __atomic_store_n(&s->heartbeat_ms, now_ms(), __ATOMIC_RELAXED);
+}
+
+/*
+ * The retired seqlock doubles as the writers' lock: during a live upgrade
+ * the old and the new master both fold.  Taken by moving it from even to
+ * odd; a count still odd after about 0.1 s was left by a master killed
+ * mid-fold, and is taken over (seq_begin's rule: the next odd count).
+ */
+static void retired_lock(uint32_t *seq)
+{
+    struct timespec pause = {0, READ_PAUSE_NS_LOCK};
+
+    for (int i = 0; i < 100; i++) {
+        uint32_t even = __atomic_load_n(seq, __ATOMIC_RELAXED) & ~1u;
+        if (__atomic_compare_exchange_n(seq, &even, even + 1, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED))
+            return;
+        nanosleep(&pause, NULL);
+    }
+    seq_begin(seq);
 }
 
 void wse_stats_retire(struct wse_stats *st, unsigned slot)
@@ -484,7 +511,7 @@ void wse_stats_retire(struct wse_stats *st, unsigned slot)
     if (slot >= st->nslots)
         return;
     struct wse_stats_slot *s = &st->slots[slot];
-    seq_begin(&h->retired_seq);
+    retired_lock(&h->retired_seq);
     for (int i = 0; i < WSE_STAT_COUNT; i++) {
         uint64_t v = __atomic_load_n(&s->c[i], __ATOMIC_RELAXED);
         if (!wse_stat_is_gauge[i])
@@ -492,6 +519,70 @@ void wse_stats_retire(struct wse_stats *st, unsigned slot)
         __atomic_store_n(&s->c[i], 0, __ATOMIC_RELAXED);
     }
     seq_end(&h->retired_seq);
+}
+
+static bool layout_ok(const struct wse_stats_header *h, unsigned nslots);
+
+int wse_stats_adopt(struct wse_stats *st, int fd, const char *name, unsigned nslots, char *err,
+                    size_t errlen)
+{
+    struct stat sb;
+
+    memset(st, 0, sizeof *st);
+    st->fd = -1;
+    snprintf(st->name, sizeof st->name, "%s", name);
+    st->nslots = nslots;
+    st->size = sizeof(struct wse_stats_header) + (size_t)nslots * sizeof(struct wse_stats_slot);
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_uid != geteuid() ||
+        (size_t)sb.st_size < st->size) {
+        snprintf(err, errlen, "the stats segment handed over is not this build's (%zu bytes "
+                 "wanted)", st->size);
+        close(fd);
+        return -1;
+    }
+    void *p = mmap(NULL, st->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        snprintf(err, errlen, "mmap(%s) failed: %s", st->name, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    st->fd = fd;
+    st->hdr = p;
+    st->slots = (struct wse_stats_slot *)((char *)p + sizeof(struct wse_stats_header));
+    if (!layout_ok(st->hdr, nslots)) {
+        snprintf(err, errlen, "stats segment %s has another layout than this build's: the "
+                 "upgrade needs a restart instead", st->name);
+        wse_stats_close(st);
+        return -1;
+    }
+    return 0;
+}
+
+void wse_stats_take_over(struct wse_stats *st)
+{
+    st->owner = true;
+    __atomic_store_n(&st->hdr->master_pid, (int32_t)getpid(), __ATOMIC_RELEASE);
+}
+
+void wse_stats_upgrade_failed(struct wse_stats *st)
+{
+    __atomic_fetch_add(&st->hdr->upgrades_failed, 1, __ATOMIC_RELEASE);
+}
+
+int wse_stats_read_upgrades_failed(const char *name, uint32_t *out)
+{
+    struct wse_stats_header h;
+    struct stat sb;
+    int fd = open_existing(name, &sb);
+
+    if (fd < 0)
+        return -1;
+    ssize_t n = pread(fd, &h, sizeof h, 0);
+    close(fd);
+    if (n != (ssize_t)sizeof h || h.magic != WSE_STATS_MAGIC)
+        return -1;
+    *out = h.upgrades_failed;
+    return 0;
 }
 
 /* ---- reader: everything through pread into private copies ---------------- */

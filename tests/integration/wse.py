@@ -183,6 +183,27 @@ def wait_pid_gone(pid, starttime, timeout):
     return st is None or st[2] != starttime or st[0] in ("Z", "X")
 
 
+_LISTEN_FDS_LAUNCHER = r"""
+import fcntl, os, sys
+fds = [int(x) for x in sys.argv[1].split(",") if x]
+high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 200) for fd in fds]
+for i, h in enumerate(high):
+    os.dup2(h, 3 + i, inheritable=True)
+    os.close(h)
+os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS=str(len(fds)), LISTEN_FDNAMES=sys.argv[2])
+os.execv(sys.argv[3], sys.argv[3:])
+"""
+
+
+def listen_fds_launcher(fds, names):
+    """(prefix, pass_fds) for Server: starts the server the way systemd
+    passes sockets (sd_listen_fds): fds at 3, 4, ..., LISTEN_PID (the
+    server's own pid: the launcher execs it), LISTEN_FDS, LISTEN_FDNAMES."""
+    import sys
+    return ([sys.executable, "-c", _LISTEN_FDS_LAUNCHER, ",".join(str(f) for f in fds),
+             ":".join(names)], tuple(fds))
+
+
 def wait_until(pred, timeout, what, interval=0.02):
     """For conditions no event announces (/proc state): checks pred until it
     holds or timeout passes; returns its value or raises AssertionError."""
@@ -240,8 +261,14 @@ class Server:
     """
 
     def __init__(self, *args, workers=2, port=None, ready=r"\[master pid \d+\] serving\b", start_timeout=10,
-                 env=None, worker_deaths_ok=False, access_log=False):
+                 env=None, worker_deaths_ok=False, access_log=False, exe=None, prefix=(),
+                 pass_fds=()):
         self.args = [str(a) for a in args]
+        # exe: another binary than $WSECHOD (a copy a live upgrade replaces);
+        # prefix and pass_fds: a launcher that execs it (listen_fds_launcher).
+        self.exe = exe
+        self.prefix = list(prefix)
+        self.pass_fds = tuple(pass_fds)
         # access_log=True: --access-log to a file of a temporary directory,
         # read by access_lines() and wait_for_access().
         self.access_dir = tempfile.TemporaryDirectory() if access_log else None
@@ -265,7 +292,7 @@ class Server:
     # -- starting ----------------------------------------------------------
 
     def _argv(self):
-        argv = [binary()] + self.args
+        argv = self.prefix + [self.exe or binary()] + self.args
         if not any(a in ("-l", "--listen") or a.startswith("--listen=") for a in self.args):
             argv += ["-l", f"{HOST}:{self.port}"]
         if self.workers is not None and not any(
@@ -298,7 +325,8 @@ class Server:
             self.reader_done = False
             self.proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL,
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                         env=self._env(), preexec_fn=_die_with_parent)
+                                         env=self._env(), preexec_fn=_die_with_parent,
+                                         pass_fds=self.pass_fds)
             self.reader = threading.Thread(target=self._read_output, daemon=True)
             self.reader.start()
             if self.ready is None:

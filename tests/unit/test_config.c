@@ -965,9 +965,9 @@ START_TEST(modes)
         ck_assert_int_eq(cfg.mode, WSE_MODE_SIGNAL);
         ck_assert_str_eq(cfg.signal_name, sigs[i]);
     }
-    ck_fails_with(LOAD("-s", "hup"), "--signal: expected reload, quit, stop or reopen, got 'hup'");
+    ck_fails_with(LOAD("-s", "hup"), "--signal: expected reload, quit, stop, reopen or upgrade, got 'hup'");
     ck_fails_with(LOAD("--signal"),
-                  "--signal: missing value, expected reload, quit, stop or reopen");
+                  "--signal: missing value, expected reload, quit, stop, reopen or upgrade");
     ck_fails_with(LOAD("-t", "-s", "stop"), "--signal: cannot be combined with --test-config");
 
     /* -s reads the file too: it needs the pid file. */
@@ -1017,7 +1017,7 @@ START_TEST(usage_text)
         "(256 to 65535 bytes; default: 8K)", "(4K to 1G bytes; default: 1M)",
         "(0 to 86400 s; default: 75)", "(above 0, up to 86400 s; default: 10)",
         "(1001 or 1012; default: 1001)", "(error, warn, info or debug; default: info)",
-        "(reload, quit, stop or reopen; command line only)", "(default: stderr)",
+        "(reload, quit, stop, reopen or upgrade; command line only)", "(default: stderr)",
         "(up to 32; default: any origin)", "(default: \"\")",
     };
     char *text = NULL;
