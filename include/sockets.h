@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "config.h"
+#include "net.h"      /* struct wse_listen */
 
 #define WSE_SOCK_UNNAMED (-1)   /* slot of a socket passed without our name */
 #define WSE_SOCK_METRICS (-2)   /* the --metrics-listen socket */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "notify.h"
+#include "config.h"   /* WSE_MAX_LISTEN, WSE_MAX_WORKERS */
 #include "sockets.h"
 
 #define FIRST_FD 3                   /* SD_LISTEN_FDS_START */
