@@ -175,14 +175,14 @@ static int key_into(const struct ticket_key *k, unsigned char *iv, EVP_CIPHER_CT
 }
 
 /* OpenSSL's ticket callback: encrypt with the current key; decrypt with
- * either, asking for a new ticket (2) when the previous key opened it. */
+ * either, asking for a new ticket (2) when the previous key opened it, and
+ * always in TLS 1.3, whose tickets are for one use (RFC 8446 C.4): a client
+ * that resumes leaves with a fresh one. */
 static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
                      EVP_MAC_CTX *hctx, int enc)
 {
     struct ticket_key keys[2];
     int rc = 0;
-    (void)s;
-
     if (!ticket_keys || !keys_snapshot(ticket_keys, keys))
         return 0;                   /* no ticket / full handshake */
     if (enc) {
@@ -196,7 +196,8 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
     } else {
         for (int i = 0; i < 2; i++) {
             if (CRYPTO_memcmp(name, keys[i].name, 16) == 0) {
-                rc = key_into(&keys[i], iv, cctx, hctx, 0) ? (i == 0 ? 1 : 2) : -1;
+                bool renew = i > 0 || SSL_version(s) >= TLS1_3_VERSION;
+                rc = key_into(&keys[i], iv, cctx, hctx, 0) ? (renew ? 2 : 1) : -1;
                 break;
             }
         }
