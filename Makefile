@@ -49,7 +49,7 @@ endif
 # Layer 0: the pure protocol core (libc, libcrypto, libb64 only).
 CORE    := common utf8 frame msg http handshake page proxy route transform
 # Layer 1: infrastructure without libev.
-INFRA   := log config net chan stats notify iplimit prom priv transport groups sockets
+INFRA   := log config net chan stats notify iplimit prom priv transport groups sockets tls
 # Layer 2: on libev.
 SERVER  := conn timer worker master stats_cli metrics
 
@@ -61,7 +61,8 @@ LIB_OBJ  := $(patsubst %,$(BUILD)/src/%.o,$(LIB_MODS))
 SRV_OBJ  := $(patsubst %,$(BUILD)/src/%.o,$(SRV_MODS))
 LIB      := $(BUILD)/libwse.a
 
-LIBS_CORE   := -lcrypto -lb64 -lpthread
+# libssl for the TLS module (layer 1); the core itself uses libcrypto only.
+LIBS_CORE   := -lssl -lcrypto -lb64 -lpthread
 LIBS_SERVER := -lev $(LIBS_CORE)
 CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
@@ -139,6 +140,12 @@ $(BUILD)/rawecho: bench/rawecho.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $<
+
+# The raw TLS echo server: the same I/O over OpenSSL, the floor for wss.
+$(BUILD)/tlsecho: bench/tlsecho.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< -lssl -lcrypto
 
 $(BUILD)/wsbench: $(patsubst bench/%.c,$(BUILD)/bench/%.o,$(WSBENCH_SRC)) $(LIB)
 	@$(if $(Q),echo "  LD      $@")

@@ -5,6 +5,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+
+#include <openssl/ssl.h>
 #include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -32,7 +34,7 @@ const char *const wsb_err_names[WSB_E_COUNT] = {
 
 static void usage(FILE *f)
 {
-    fputs("Usage: wsbench [OPTIONS] ws://HOST[:PORT][/PATH]\n"
+    fputs("Usage: wsbench [OPTIONS] ws[s]://HOST[:PORT][/PATH]\n"
           "\n"
           "  -t, --threads N          threads (default 1)\n"
           "  -c, --connections N      connections, all threads together (default 10)\n"
@@ -46,13 +48,35 @@ static void usage(FILE *f)
           "      --connect-rate       connect, handshake, one echo, close; repeat\n"
           "      --hold N             open N connections, keep them idle, close them\n"
           "      --raw                plain TCP echo: no handshake, no framing\n"
+          "      --tls12              wss:// (or tls:// with --raw): offer TLS 1.2 at most (default 1.3)\n"
+          "      --tls-resume         --connect-rate over TLS: resume the last session (tickets)\n"
           "  -v, --verbose            print the first errors (up to 20 per thread)\n"
           "  -V, --version            print the version, then exit\n"
           "  -h, --help               this text\n"
           "\n"
-          "HOST is a host name, an IPv4 address or an [IPv6 address].\n"
+          "HOST is a host name, an IPv4 address or an [IPv6 address].  wss:// does not verify\n"
+          "the server's certificate (a load generator measures; it does not trust).\n"
           "Exit status: 0 no errors, 1 errors, 2 usage.\n",
           f);
+}
+
+/* The client context: no verification, no session cache of OpenSSL's own
+ * (each thread keeps its last session for --tls-resume). */
+static SSL_CTX *wsb_tls_ctx(int max_version)
+{
+    SSL_CTX *c = SSL_CTX_new(TLS_client_method());
+    if (!c)
+        return NULL;
+    SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+    SSL_CTX_set_max_proto_version(c, max_version);
+    SSL_CTX_set_verify(c, SSL_VERIFY_NONE, NULL);
+    /* A server closing without close_notify is its business, not an error
+     * of the measurement (the protocol above has its own close). */
+    SSL_CTX_set_options(c, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                            SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    return c;
 }
 
 static void die_usage(const char *fmt, const char *arg)
@@ -118,7 +142,7 @@ static uint64_t parse_size(const char *s)
     return v * mul;
 }
 
-/* ws://HOST[:PORT][/PATH]; raw mode also takes tcp://HOST:PORT. */
+/* ws[s]://HOST[:PORT][/PATH]; raw mode also takes tcp:// and tls://HOST:PORT. */
 static void parse_url(struct wsb_config *cfg, const char *url)
 {
     const char *p;
@@ -129,10 +153,10 @@ static void parse_url(struct wsb_config *cfg, const char *url)
         p = url + 5;
     else if (cfg->mode == WSB_RAW && !strncmp(url, "tcp://", 6))
         p = url + 6;
-    else if (!strncmp(url, "wss://", 6))
-        die_usage("'%s': wss:// (TLS) is not supported", url);
+    else if (!strncmp(url, "wss://", 6) || (cfg->mode == WSB_RAW && !strncmp(url, "tls://", 6)))
+        p = url + 6, cfg->tls = true, port = 443;
     else
-        die_usage("'%s' is not a ws:// URL", url);
+        die_usage("'%s' is not a ws:// or wss:// URL", url);
 
     size_t alen = strcspn(p, "/?#");
     if (alen == 0 || alen >= sizeof cfg->host_hdr)
@@ -270,6 +294,8 @@ int main(int argc, char **argv)
         {"connect-rate", no_argument, NULL, 'C'},
         {"hold", required_argument, NULL, 'H'},
         {"raw", no_argument, NULL, 'R'},
+        {"tls12", no_argument, NULL, '2'},
+        {"tls-resume", no_argument, NULL, 'r'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -311,6 +337,8 @@ int main(int argc, char **argv)
             modes++;
             break;
         case 'R': cfg.mode = WSB_RAW; modes++; break;
+        case '2': cfg.tls_max = TLS1_2_VERSION; break;
+        case 'r': cfg.tls_resume = true; break;
         case 'v': cfg.verbose = 20; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("wsbench %s (%s)\n", WSE_VERSION, WSE_GIT_DESCRIBE); return 0;
@@ -332,6 +360,14 @@ int main(int argc, char **argv)
         die_usage("%s", "the number of connections must be at least the number of threads");
     cfg.url = argv[optind];
     parse_url(&cfg, cfg.url);
+    if ((cfg.tls_max || cfg.tls_resume) && !cfg.tls)
+        die_usage("%s", "--tls12 and --tls-resume need a wss:// (or tls://) URL");
+    if (cfg.tls_resume && cfg.mode != WSB_CONNECT_RATE)
+        die_usage("%s", "--tls-resume goes with --connect-rate");
+    if (cfg.tls && !(cfg.tls_ctx = wsb_tls_ctx(cfg.tls_max ? cfg.tls_max : TLS1_3_VERSION))) {
+        fprintf(stderr, "wsbench: cannot make a TLS context\n");
+        return 1;
+    }
     if (resolve_and_probe(&cfg) != 0)
         return 1;
     cfg.duration_ns = (uint64_t)(cfg.duration_s * 1e9);

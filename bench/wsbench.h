@@ -66,6 +66,13 @@ struct wsb_config {
     struct sockaddr_storage addr;
     socklen_t addrlen;
 
+    /* wss:// (tls:// with --raw): TLS under the protocol.  The server's
+     * certificate is not verified: wsbench measures, it does not trust. */
+    bool tls;
+    bool tls_resume;            /* --connect-rate: resume each thread's last session */
+    int tls_max;                /* highest version offered (TLS1_3_VERSION unless --tls12) */
+    void *tls_ctx;              /* SSL_CTX *, shared by the threads */
+
     const uint8_t *pattern;     /* 2 * WSB_PAT_LEN bytes: printable or any */
     uint64_t t0;                /* start, CLOCK_MONOTONIC ns */
 };
@@ -87,6 +94,7 @@ struct wsb_thread {
     uint64_t cycles;            /* connect-rate: connections completed */
     uint64_t bytes_read;
     uint64_t established;       /* handshakes completed */
+    uint64_t tls_resumed;       /* of them, TLS sessions resumed */
     uint64_t held;              /* open when the measurement ended */
     uint64_t closed_clean;
     uint64_t pings;

@@ -28,6 +28,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "common.h"
 #include "frame.h"
 #include "handshake.h"
@@ -58,6 +61,7 @@ struct ctx;
 
 struct wsb_conn {
     int fd;
+    SSL *ssl;                   /* wss:// / tls:// only */
     uint8_t state;
     uint16_t flags;
     unsigned id;                /* global connection number */
@@ -111,6 +115,7 @@ struct ctx {
     unsigned live;              /* with an fd */
     unsigned verbose_left;
     struct wsb_conn *conns;
+    SSL_SESSION *sess;          /* --tls-resume: the last session with a ticket */
     struct wsb_conn **now_list; /* reconnect right after this batch of events */
     unsigned now_n;
     uint8_t *rbuf;
@@ -197,8 +202,31 @@ static void b64_16(const uint8_t in[16], char out[25])
 
 static void open_more(struct ctx *x, uint64_t now);
 
+/* The session goes with the connection; a resumable one is kept first for
+ * --tls-resume (a quiet shutdown: OpenSSL spoils the session of an SSL
+ * freed without one). */
+static void tls_drop(struct ctx *x, struct wsb_conn *c)
+{
+    if (x->cfg->tls_resume && SSL_is_init_finished(c->ssl)) {
+        SSL_SESSION *s = SSL_get1_session(c->ssl);
+        if (s && SSL_SESSION_is_resumable(s)) {
+            SSL_SESSION_free(x->sess);
+            x->sess = s;
+        } else {
+            SSL_SESSION_free(s);
+        }
+    }
+    SSL_set_quiet_shutdown(c->ssl, 1);
+    SSL_shutdown(c->ssl);
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    ERR_clear_error();
+}
+
 static void conn_drop(struct ctx *x, struct wsb_conn *c, int when)
 {
+    if (c->ssl)
+        tls_drop(x, c);
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
@@ -347,6 +375,51 @@ static void fill(struct ctx *x, struct wsb_conn *c, uint64_t now)
     }
 }
 
+/* send(2) and recv(2), or their TLS counterparts with the same
+ * conventions (EAGAIN while the record layer waits either way). */
+static ssize_t tls_errno(SSL *ssl, int r)
+{
+    int e = SSL_get_error(ssl, r);
+    ERR_clear_error();
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    if (e != SSL_ERROR_SYSCALL || !errno)
+        errno = EPROTO;
+    return -1;
+}
+
+static ssize_t io_send(struct wsb_conn *c, const void *b, size_t n)
+{
+    size_t w;
+    if (!c->ssl)
+        return send(c->fd, b, n, MSG_NOSIGNAL);
+    int r = SSL_write_ex(c->ssl, b, n, &w);
+    return r == 1 ? (ssize_t)w : tls_errno(c->ssl, r);
+}
+
+static ssize_t io_recv(struct wsb_conn *c, void *b, size_t cap)
+{
+    size_t got;
+    if (!c->ssl)
+        return recv(c->fd, b, cap, 0);
+    int r = SSL_read_ex(c->ssl, b, cap, &got);
+    return r == 1 ? (ssize_t)got : tls_errno(c->ssl, r);
+}
+
+/* close_notify, then the FIN. */
+static int io_shutdown(struct wsb_conn *c)
+{
+    if (c->ssl && SSL_is_init_finished(c->ssl)) {
+        SSL_shutdown(c->ssl);
+        ERR_clear_error();
+    }
+    return shutdown(c->fd, SHUT_WR);
+}
+
 /* Sends what there is; 0, or -1 with errno set on a write error. */
 static int flush(struct ctx *x, struct wsb_conn *c, uint64_t now)
 {
@@ -358,12 +431,12 @@ static int flush(struct ctx *x, struct wsb_conn *c, uint64_t now)
             c->olen = c->ooff = 0;
             if ((c->flags & (F_SHUT | F_SHUT_DONE)) == F_SHUT) {
                 c->flags |= F_SHUT_DONE;
-                if (shutdown(c->fd, SHUT_WR) < 0)
+                if (io_shutdown(c) < 0)
                     return -1;
             }
             return 0;
         }
-        ssize_t w = send(c->fd, c->obuf + c->ooff, n, MSG_NOSIGNAL);
+        ssize_t w = io_send(c, c->obuf + c->ooff, n);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -405,6 +478,8 @@ static void established(struct ctx *x, struct wsb_conn *c, uint64_t now)
     x->open++;
     c->state = CS_OPEN;
     t->established++;
+    if (c->ssl && SSL_session_reused(c->ssl))
+        t->tls_resumed++;
     if (x->measuring && (x->cfg->mode == WSB_CONNECT_RATE || x->cfg->mode == WSB_HOLD))
         wsb_hist_record(&t->hist, now - c->t_start);
     if (x->cfg->mode == WSB_HOLD && x->next_open == t->nconns && x->connecting == 0)
@@ -436,8 +511,9 @@ static void conn_connect(struct ctx *x, struct wsb_conn *c, uint64_t now)
     }
     x->live++;
     /* Pipelined frames must not wait for ACKs; a connect-rate cycle never
-     * has unacknowledged data when it sends, so it saves the call. */
-    if (cfg->mode != WSB_CONNECT_RATE)
+     * has unacknowledged data when it sends, so it saves the call -- but
+     * for TLS, whose handshake sends flights of several writes. */
+    if (cfg->mode != WSB_CONNECT_RATE || cfg->tls)
         (void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (connect(c->fd, (const struct sockaddr *)&cfg->addr, cfg->addrlen) < 0 &&
         errno != EINPROGRESS) {
@@ -472,6 +548,18 @@ static void on_connected(struct ctx *x, struct wsb_conn *c, uint32_t ev, uint64_
             err = errno;
         conn_error(x, c, WSB_E_CONNECT, "connect: %s", strerror(err ? err : ECONNRESET));
         return;
+    }
+    if (x->cfg->tls) {
+        c->ssl = SSL_new(x->cfg->tls_ctx);
+        if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
+            ERR_clear_error();
+            conn_error(x, c, WSB_E_CONNECT, "%s", "no memory for a TLS session");
+            return;
+        }
+        SSL_set_connect_state(c->ssl);
+        SSL_set_tlsext_host_name(c->ssl, x->cfg->host);
+        if (x->sess)
+            SSL_set_session(c->ssl, x->sess);
     }
     if (x->raw) {
         established(x, c, now);
@@ -926,11 +1014,11 @@ static void do_read(struct ctx *x, struct wsb_conn *c, uint32_t ev)
 {
     /* A short read drained the socket unless a FIN or an error came too
      * (edge-triggered: then read on until EOF or EAGAIN). */
-    bool shortcut = !(ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR));
+    bool shortcut = !(ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !c->ssl;
     uint64_t now = 0;
 
     for (;;) {
-        ssize_t r = recv(c->fd, x->rbuf, RBUF_SIZE, 0);
+        ssize_t r = io_recv(c, x->rbuf, RBUF_SIZE);
         if (r > 0) {
             now = wsb_now();
             if (x->measuring)
@@ -1111,6 +1199,10 @@ static int setup(struct ctx *x, struct wsb_thread *t)
 
 static void teardown(struct ctx *x)
 {
+    for (unsigned i = 0; x->conns && i < x->t->nconns; i++)
+        if (x->conns[i].ssl)
+            tls_drop(x, &x->conns[i]);
+    SSL_SESSION_free(x->sess);
     if (x->ep >= 0)
         close(x->ep);
     free(x->rbuf);

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/ssl.h>
+
 #include "common.h"
 #include "wsbench.h"
 
@@ -15,7 +17,7 @@
 #define CONNS(n) wse_plural((n), "connection", "connections")
 
 struct totals {
-    uint64_t msgs, cycles, bytes, established, held, closed_clean, pings;
+    uint64_t msgs, cycles, bytes, established, held, closed_clean, pings, tls_resumed;
     uint64_t err[WSB_E_COUNT];
     uint64_t errors;
     uint64_t bad_codes;         /* server closes other than 1000, 1001, 1012 */
@@ -112,6 +114,7 @@ static void sum_up(const struct wsb_config *cfg, struct wsb_thread *th, unsigned
         T->cycles += t->cycles;
         T->bytes += t->bytes_read;
         T->established += t->established;
+        T->tls_resumed += t->tls_resumed;
         T->held += t->held;
         T->closed_clean += t->closed_clean;
         T->pings += t->pings;
@@ -234,6 +237,9 @@ static void print_text(const struct wsb_config *cfg, const struct totals *T)
                wse_plural(T->pings, "ping", "pings"), c);
         break;
     }
+    if (cfg->tls)
+        printf("  TLS (up to %s): %" PRIu64 " of %" PRIu64 " handshakes resumed\n",
+               cfg->tls_max == TLS1_2_VERSION ? "1.2" : "1.3", T->tls_resumed, T->established);
     printf("  Errors: connect %" PRIu64 ", handshake %" PRIu64 ", read %" PRIu64 ", write %" PRIu64
            ", timeout %" PRIu64 ", mismatch %" PRIu64 "\n",
            T->err[WSB_E_CONNECT], T->err[WSB_E_HANDSHAKE], T->err[WSB_E_READ],
@@ -301,6 +307,9 @@ static void print_json(const struct wsb_config *cfg, const struct totals *T)
     if (cfg->mode == WSB_CONNECT_RATE)
         printf(", \"connections_completed\": %" PRIu64 ", \"conns_per_sec\": %.2f", T->cycles,
                (double)T->cycles / el);
+    if (cfg->tls)
+        printf(", \"tls_max\": \"%s\", \"tls_handshakes\": %" PRIu64 ", \"tls_resumed\": %" PRIu64,
+               cfg->tls_max == TLS1_2_VERSION ? "1.2" : "1.3", T->established, T->tls_resumed);
     if (cfg->mode == WSB_HOLD)
         printf(", \"established\": %" PRIu64 ", \"all_open_s\": %.3f, \"held\": %" PRIu64
                ", \"closed_clean\": %" PRIu64 ", \"pings\": %" PRIu64,
