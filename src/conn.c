@@ -188,12 +188,13 @@ static void access_record(struct conn *c, int status)
 {
     char line[WSE_ACCESS_LINE_MAX];
     struct wse_access a = {
-        .peer = &c->peer, .status = status, .ms = wse_access_clock_ms() - c->start_ms,
-        .msgs = c->msgs, .bytes = c->bytes, .close_code = c->close_code, .by = c->cause,
+        .peer = &c->peer, .status = status, .msgs = c->msgs, .bytes = c->bytes,
+        .close_code = c->close_code, .by = c->cause,
     };
 
     if (!wse_access_on())
         return;
+    a.ms = wse_access_clock_ms() - c->start_ms;
     if (status == 101) {
         a.method = "GET", a.method_len = 3;
         a.path = W.cfg->path, a.path_len = strlen(W.cfg->path);
