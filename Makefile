@@ -47,9 +47,9 @@ Q := @
 endif
 
 # Layer 0: the pure protocol core (libc, libcrypto, libb64 only).
-CORE    := common utf8 frame msg http handshake page proxy route transform
+CORE    := common utf8 frame msg http handshake page proxy route transform hsbuf
 # Layer 1: infrastructure without libev.
-INFRA   := log config net chan stats notify iplimit prom priv transport groups sockets tls
+INFRA   := log config net chan stats notify iplimit prom priv transport groups sockets tls access connlimit
 # Layer 2: on libev.
 SERVER  := conn timer worker master stats_cli metrics
 

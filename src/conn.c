@@ -20,13 +20,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "batch.h"
 #include "common.h"
 #include "conn.h"
+#include "connlimit.h"
 #include "frame.h"
 #include "handshake.h"
+#include "hsbuf.h"
 #include "http.h"
-#include "iplimit.h"
 #include "log.h"
 #include "msg.h"
 #include "net.h"
@@ -66,32 +68,9 @@ enum conn_flag {
 enum timer_kind { TK_NONE, TK_HANDSHAKE, TK_IDLE, TK_PINGED, TK_CLOSE };
 
 /* Why a connection ended, for the stats (the first cause set wins). */
-enum close_cause { CC_RESET = 0, CC_CLIENT, CC_SERVER, CC_ERROR, CC_TIMEOUT };
-
-struct hs {                     /* a handshake that did not arrive in one read */
-    struct wse_http_req req;
-    struct wse_proxy px;
-    uint32_t len;
-    uint32_t room;              /* size of buf: grows with what arrived, up to hs_cap() */
-    uint16_t http_off;          /* where the HTTP request starts: after a PROXY header */
-    char buf[];
-};
-
-/*
- * Handshake buffers start at HS_ROOM_MIN bytes and double as bytes arrive;
- * all of a worker's together may hold HS_BUDGET_HEADS full-size ones
- * (about 4 MiB with the default --max-header 8K).  A handshake that would
- * pass that is answered 503: without the bound, each half-sent request held
- * a full-size buffer until its timeout, ~800 MiB at --max-connections.
- * A request that arrives in one read (the usual case) uses no buffer.
- */
-#define HS_ROOM_MIN     256
-#define HS_BUDGET_HEADS 512
-
-struct peer {
-    uint8_t family;
-    uint16_t port;
-    uint8_t addr[16];
+enum close_cause {
+    CC_RESET = WSE_BY_RESET, CC_CLIENT = WSE_BY_CLIENT, CC_SERVER = WSE_BY_SERVER,
+    CC_ERROR = WSE_BY_ERROR, CC_TIMEOUT = WSE_BY_TIMEOUT,
 };
 
 struct conn {
@@ -103,7 +82,7 @@ struct conn {
     uint32_t out_pos, out_len, out_cap;
     uint32_t start_ms;          /* accepted at (monotonic ms, wraps), with an access log */
     union {
-        struct hs *hs;          /* ST_HANDSHAKE */
+        struct wse_hsbuf *hs;   /* ST_HANDSHAKE: a request split over reads */
         uint8_t *tail;          /* otherwise: input kept for later, see tail_len */
     };
     struct conn *next_dead;
@@ -115,7 +94,7 @@ struct conn {
     uint8_t flags;
     uint8_t timer;              /* enum timer_kind: which list tl is on */
     uint8_t cause;              /* enum close_cause, 0 until known */
-    struct peer peer;
+    struct wse_peer peer;
     /* For the access line (counted always: cheaper than asking) */
     uint16_t close_code;        /* the first close frame's code, sent or received; 0: none */
     uint32_t msgs;              /* data messages echoed, saturating */
@@ -127,14 +106,11 @@ static struct {
     struct ev_loop *loop;
     const struct wse_config *cfg;
     struct wse_stats_slot *st;  /* this worker's stats slot */
-    struct wse_iplimit *iplimit;    /* connections per client address, all workers */
-    unsigned holder;            /* this process's holder in it */
+    struct wse_connlimit iplimit;   /* connections per client address, all workers */
     struct wse_http_limits limits;
     uint8_t *rbuf;              /* HEADROOM + RBUF_SIZE */
     struct wse_tlist hs_list, idle_list, pinged_list, close_list;
-    size_t hs_bytes;            /* allocated for pending handshakes (struct hs + room) */
-    size_t hs_budget;           /* most hs_bytes may reach */
-    bool hs_full_logged;        /* the budget's exhaustion was logged; again below half */
+    struct wse_hsbuf_budget hs_budget;  /* the buffers of handshakes split over reads */
     ev_check reaper;
     struct conn *dead;
     unsigned nconns;
@@ -167,19 +143,10 @@ static void pinged_expired(struct wse_tlist *list, struct wse_tlink *link);
 /* ---- small helpers ----------------------------------------------------- */
 
 _Static_assert(WSE_CONN_GOING_AWAY == WSE_CLOSE_GOING_AWAY, "conn.h's going-away code");
-_Static_assert(WSE_ADDR_MAX >= WSE_PROXY_ADDRSTRLEN, "a peer's text fits an address buffer");
 
-/* The PROXY module's formatter serves every peer, forwarded or not. */
 static const char *peer_str(const struct conn *c, char out[WSE_ADDR_MAX])
 {
-    struct wse_proxy a = {
-        .family = c->peer.family == AF_INET6 ? WSE_PROXY_INET6 : WSE_PROXY_INET,
-        .src_port = ntohs(c->peer.port),
-    };
-
-    memcpy(a.src_addr, c->peer.addr, c->peer.family == AF_INET6 ? 16 : 4);
-    wse_proxy_format_addr(&a, out, WSE_ADDR_MAX);
-    return out;
+    return wse_peer_str(&c->peer, out);
 }
 
 static void set_peer(struct conn *c, const struct sockaddr_storage *ss)
@@ -211,59 +178,32 @@ static void set_close_code(struct conn *c, uint16_t code)
 
 /* ---- the access log ------------------------------------------------------ */
 
-static uint32_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    /* Truncated on purpose: durations are differences modulo 2^32 ms (49 days). */
-    return (uint32_t)((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
-}
-
-/* `"METHOD PATH"` of the request being answered, or `-`. */
-static const char *request_str(int status, char *out, size_t cap)
-{
-    char method[24], path[320];
-    const struct wse_http_req *req = W.req;
-
-    if (status == 101) {
-        snprintf(out, cap, "\"GET %s\"",
-                 wse_log_escape(W.cfg->path, strlen(W.cfg->path), path, sizeof path));
-    } else if (req && req->method_name.len && req->path.len) {
-        snprintf(out, cap, "\"%s %s\"",
-                 wse_log_escape(W.req_buf + req->method_name.off, req->method_name.len, method,
-                                sizeof method),
-                 wse_log_escape(W.req_buf + req->path.off, req->path.len, path, sizeof path));
-    } else {
-        snprintf(out, cap, "-");
-    }
-    return out;
-}
-
 /*
  * The connection's access line: written once, at its HTTP answer (status)
  * or, for a WebSocket session or a connection that never got an answer
- * (status 0), when it ends.
+ * (status 0), when it ends.  The request is the one being answered (W.req)
+ * or, for a session, the upgrade's.
  */
 static void access_record(struct conn *c, int status)
 {
-    static const char *const by[] = {
-        [CC_RESET] = "reset", [CC_CLIENT] = "client", [CC_SERVER] = "server",
-        [CC_ERROR] = "error", [CC_TIMEOUT] = "timeout",
+    char line[WSE_ACCESS_LINE_MAX];
+    struct wse_access a = {
+        .peer = &c->peer, .status = status, .msgs = c->msgs, .bytes = c->bytes,
+        .close_code = c->close_code, .by = c->cause,
     };
-    char addr[WSE_ADDR_MAX], request[360], st[8] = "-", code[8] = "-";
 
     if (!wse_access_on())
         return;
-    uint32_t ms = mono_ms() - c->start_ms;
-    if (status)
-        snprintf(st, sizeof st, "%d", status);
-    if (c->close_code)
-        snprintf(code, sizeof code, "%u", c->close_code);
-    wse_access_line("peer=%s request=%s status=%s time=%u.%03u msgs=%u bytes=%llu close=%s by=%s",
-                    peer_str(c, addr), request_str(status, request, sizeof request), st,
-                    ms / 1000, ms % 1000, c->msgs, (unsigned long long)c->bytes, code,
-                    c->cause < countof(by) ? by[c->cause] : "?");
+    a.ms = wse_access_clock_ms() - c->start_ms;
+    if (status == 101) {
+        a.method = "GET", a.method_len = 3;
+        a.path = W.cfg->path, a.path_len = strlen(W.cfg->path);
+    } else if (W.req) {
+        a.method = W.req_buf + W.req->method_name.off, a.method_len = W.req->method_name.len;
+        a.path = W.req_buf + W.req->path.off, a.path_len = W.req->path.len;
+    }
+    wse_access_format(line, sizeof line, &a);
+    wse_access_line("%s", line);
 }
 
 static size_t pending(const struct conn *c)
@@ -735,13 +675,7 @@ static void log_refused_origin(const struct conn *c, const struct wse_http_req *
 
 static void hs_free(struct conn *c)
 {
-    if (!c->hs)
-        return;
-    W.hs_bytes -= sizeof *c->hs + c->hs->room;
-    if (W.hs_bytes < W.hs_budget / 2)
-        W.hs_full_logged = false;
-    free(c->hs);
-    c->hs = NULL;
+    wse_hsbuf_free(&W.hs_budget, &c->hs);
 }
 
 static void count_status(int status)
@@ -845,138 +779,59 @@ static void route(struct conn *c, const struct wse_http_req *req, const char *bu
 
 /* One byte more than --max-header, so that an over-long head that comes in
  * pieces still reaches the byte where the parser answers 431. */
-static size_t hs_cap(void)
+static size_t hs_cap(const struct wse_config *cfg)
 {
-    return W.cfg->max_header + 1 + (W.cfg->proxy_protocol ? WSE_PROXY_MAX : 0);
-}
-
-static size_t hs_room_for(size_t have)
-{
-    size_t room = HS_ROOM_MIN, cap = hs_cap();
-
-    while (room < have)
-        room *= 2;
-    return room < cap ? room : cap;
+    return cfg->max_header + 1 + (cfg->proxy_protocol ? WSE_PROXY_MAX : 0);
 }
 
 /*
- * Keeps a handshake split over reads (buf[0..have), in the read buffer) in a
- * buffer of its own, grown to what arrived.  Returns 0, 503 when the
- * worker's handshake memory is spent, or -1 when out of memory.
+ * Keeps a handshake split over reads (buf[0..have), in the read buffer) and
+ * its parsers' state; true when the connection goes on waiting.  When the
+ * worker's handshake memory is spent it is answered 503.
  */
-static int hs_keep(struct conn *c, const char *buf, size_t have,
-                   const struct wse_http_req *req, const struct wse_proxy *px, size_t off)
-{
-    size_t kept = c->hs ? c->hs->len : 0;
-    size_t room = hs_room_for(have);
-
-    if (!c->hs || room > c->hs->room) {
-        size_t old = c->hs ? sizeof *c->hs + c->hs->room : 0;
-        size_t need = sizeof *c->hs + room;
-        if (W.hs_bytes - old + need > W.hs_budget)
-            return 503;
-        struct hs *hs = realloc(c->hs, need);
-        if (!hs)
-            return -1;
-        c->hs = hs;
-        hs->room = (uint32_t)room;
-        W.hs_bytes += need - old;
-    }
-    /* The bytes kept before are still there (realloc keeps them). */
-    memcpy(c->hs->buf + kept, buf + kept, have - kept);
-    c->hs->req = *req;
-    c->hs->px = *px;
-    c->hs->len = (uint32_t)have;
-    c->hs->http_off = (uint16_t)off;
-    return 0;
-}
-
-/* hs_keep() and its refusals; true when the connection goes on waiting. */
 static bool hs_wait(struct conn *c, const char *buf, size_t have,
                     const struct wse_http_req *req, const struct wse_proxy *px, size_t off)
 {
-    int rc = hs_keep(c, buf, have, req, px, off);
-
-    if (rc == 0)
+    switch (wse_hsbuf_keep(&W.hs_budget, &c->hs, buf, have)) {
+    case WSE_HSBUF_KEPT:
+        c->hs->req = *req;
+        c->hs->px = *px;
+        c->hs->http_off = (uint16_t)off;
         return true;
-    if (rc < 0) {
+    case WSE_HSBUF_NOMEM:
         abort_oom(c, "the handshake");
         return false;
+    case WSE_HSBUF_FULL:
+        break;
     }
-    if (!W.hs_full_logged) {
-        W.hs_full_logged = true;
+    if (wse_hsbuf_warn_once(&W.hs_budget))
         log_warn("handshakes split over reads hold %zu bytes, this worker's limit: "
-                 "more of them get 503 until half of that is free", W.hs_bytes);
-    }
+                 "more of them get 503 until half of that is free", W.hs_budget.bytes);
     respond(c, 503, NULL, NULL);
     return false;
-}
-
-/* ---- connections per client address ------------------------------------ */
-
-#define PER_IP_RETRY_AFTER "5"      /* seconds: time for one of its connections to end */
-
-static void peer_key(const struct conn *c, struct wse_iplimit_key *k)
-{
-    wse_iplimit_key(k, c->peer.family, c->peer.addr);
-}
-
-/*
- * Over the limit: 503 at once, before any request is read, and the
- * connection closed (it takes no slot while a client insists).  What the
- * client already sent is read first, so the close is a FIN and not a reset
- * that could destroy the answer in flight.
- */
-static void refuse_per_ip(struct conn *c, unsigned have)
-{
-    static const char body[] = "too many connections from your address\n";
-    char resp[256], addr[WSE_ADDR_MAX];
-    size_t n = wse_http_response(resp, sizeof resp, 503, "Retry-After: " PER_IP_RETRY_AFTER "\r\n",
-                                 NULL, body, sizeof body - 1);
-
-    log_limited(WSE_LOG_WARN, "per-address limit",
-                "%s has %u connections, the per-address limit: answering 503", peer_str(c, addr),
-                have);
-    STAT(refused_per_ip, 1);
-    count_status(503);
-    set_cause(c, CC_SERVER);
-    struct iovec iov = {.iov_base = resp, .iov_len = n};
-    ssize_t w = W.tp->writev(c->io.fd, &iov, 1);
-    (void)w;        /* a socket that cannot take 200 bytes gets the close alone */
-    W.tp->shutdown(c->io.fd);
-    for (int i = 0; i < 4 && W.tp->read(c->io.fd, RB, RBUF_SIZE) > 0; i++)
-        ;
-    conn_free(c);
 }
 
 /*
  * Counts a new connection against its client's limit (the client being the
  * PROXY header's source when there is one).  False when it was refused
- * (and is gone).
+ * (and is gone): 503 at once, before any request is read, and closed (it
+ * takes no slot while a client insists).
  */
 static bool admit_per_ip(struct conn *c)
 {
-    unsigned limit = W.cfg->max_connections_per_ip, have = 0;
-    struct wse_iplimit_key key;
-    char addr[WSE_ADDR_MAX];
-
-    if (!limit || !W.iplimit)
-        return true;
-    peer_key(c, &key);
-    switch (wse_iplimit_acquire(W.iplimit, &key, W.holder, limit, &have)) {
+    switch (wse_connlimit_admit(&W.iplimit, &c->peer)) {
     case WSE_IPLIMIT_COUNTED:
         c->flags |= F_IP_COUNTED;
         return true;
     case WSE_IPLIMIT_UNTRACKED:
-        STAT(per_ip_untracked, 1);
-        log_limited(WSE_LOG_WARN, "per-address table full",
-                    "%s let in uncounted: the per-address table is full (%u records)",
-                    peer_str(c, addr), (unsigned)WSE_IPLIMIT_RECORDS);
         return true;
     case WSE_IPLIMIT_REFUSED:
         break;
     }
-    refuse_per_ip(c, have);
+    count_status(503);
+    set_cause(c, CC_SERVER);
+    wse_connlimit_refuse(W.tp, c->io.fd, RB, RBUF_SIZE);
+    conn_free(c);
     return false;
 }
 
@@ -1048,7 +903,7 @@ static void hs_read(struct conn *c)
         wse_http_init(&req);
         wse_proxy_init(&px);
     }
-    ssize_t n = W.tp->read(c->io.fd, buf + have, c->hs ? hs_cap() - have : RBUF_SIZE);
+    ssize_t n = W.tp->read(c->io.fd, buf + have, c->hs ? W.hs_budget.cap - have : RBUF_SIZE);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
@@ -1156,11 +1011,8 @@ static void conn_free(struct conn *c)
     c->flags |= F_DEAD;
     STAT_SUB(bytes_buffered, pending(c));
     STAT_SUB(conn_open, 1);
-    if (c->flags & F_IP_COUNTED) {
-        struct wse_iplimit_key key;
-        peer_key(c, &key);
-        wse_iplimit_release(W.iplimit, &key, W.holder);
-    }
+    if (c->flags & F_IP_COUNTED)
+        wse_connlimit_release(&W.iplimit, &c->peer);
     switch (c->cause) {
     case CC_CLIENT: STAT(close_client, 1); break;
     case CC_SERVER: STAT(close_server, 1); break;
@@ -1283,7 +1135,9 @@ int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg,
     W.cfg = cfg;
     W.limits.max_header_bytes = (uint16_t)cfg->max_header;
     W.limits.max_headers = (uint16_t)cfg->max_headers;
-    W.hs_budget = HS_BUDGET_HEADS * (sizeof(struct hs) + hs_cap());
+    wse_hsbuf_budget_init(&W.hs_budget, hs_cap(cfg));
+    W.iplimit.limit = cfg->max_connections_per_ip;
+    W.iplimit.st = stats;
     W.rbuf = malloc(HEADROOM + RBUF_SIZE);
     W.page_len = wse_page_response(W.page, sizeof W.page, cfg->path);
     W.page_head_len = wse_http_head_len(W.page, W.page_len);
@@ -1327,7 +1181,7 @@ void wse_conn_accepted(int fd, const struct sockaddr_storage *peer)
     }
     set_peer(c, peer);
     if (wse_access_on())
-        c->start_ms = mono_ms();
+        c->start_ms = wse_access_clock_ms();
     c->state = ST_HANDSHAKE;
     ev_io_init(&c->io, on_io, fd, EV_READ);
     ev_io_start(W.loop, &c->io);
@@ -1342,8 +1196,8 @@ void wse_conn_accepted(int fd, const struct sockaddr_storage *peer)
 
 void wse_conn_iplimit(struct wse_iplimit *table, unsigned holder)
 {
-    W.iplimit = table;
-    W.holder = holder;
+    W.iplimit.table = table;
+    W.iplimit.holder = holder;
 }
 
 /* The access line of a connection answered at accept, never a struct conn. */
@@ -1354,7 +1208,7 @@ static void access_refused(const struct sockaddr_storage *peer, int status)
     if (!wse_access_on())
         return;
     set_peer(&c, peer);
-    c.start_ms = mono_ms();
+    c.start_ms = wse_access_clock_ms();
     access_record(&c, status);
 }
 
