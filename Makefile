@@ -47,7 +47,7 @@ Q := @
 endif
 
 # Layer 0: the pure protocol core (libc, libcrypto, libb64 only).
-CORE    := common utf8 frame msg http handshake page proxy route transform
+CORE    := common utf8 frame msg http handshake page proxy route transform pmd
 # Layer 1: infrastructure without libev.
 INFRA   := log config net chan stats notify iplimit prom priv transport groups
 # Layer 2: on libev.
