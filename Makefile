@@ -47,7 +47,7 @@ Q := @
 endif
 
 # Layer 0: the pure protocol core (libc, libcrypto, libb64 only).
-CORE    := common utf8 frame msg http handshake page proxy route transform pmd
+CORE    := common utf8 frame msg http handshake page proxy route transform pmd pmdz
 # Layer 1: infrastructure without libev.
 INFRA   := log config net chan stats notify iplimit prom priv transport groups
 # Layer 2: on libev.
@@ -61,7 +61,7 @@ LIB_OBJ  := $(patsubst %,$(BUILD)/src/%.o,$(LIB_MODS))
 SRV_OBJ  := $(patsubst %,$(BUILD)/src/%.o,$(SRV_MODS))
 LIB      := $(BUILD)/libwse.a
 
-LIBS_CORE   := -lcrypto -lb64 -lpthread
+LIBS_CORE   := -lcrypto -lb64 -lz -lpthread
 LIBS_SERVER := -lev $(LIBS_CORE)
 CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
