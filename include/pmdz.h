@@ -24,7 +24,11 @@
  * Each call produces at most cap bytes and consumes at most the piece, so
  * the work per call is bounded; the inflated size of a message is counted
  * across pieces and refused (1009) one byte past the limit, so a bomb costs
- * the limit's worth of output and no more.  An empty payload is an empty
+ * the limit's worth of output and no more.  The window is the memory, not a
+ * check: zlib lets a distance past a window below 15 bits through while its
+ * source is still in the current call's output, so a client that exceeds
+ * its negotiated window may be refused (1007) or not, depending on how the
+ * bytes arrived; what comes out is right either way.  An empty payload is an empty
  * message.  Otherwise at the message's end the 4
  * bytes 00 00 ff ff are appended (7.2.2), after which the stream must stand
  * at a block boundary (else 1007: the message was cut inside a block).  A

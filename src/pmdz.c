@@ -196,6 +196,12 @@ int wse_inflate_next(struct wse_inflate *in, uint8_t *out, size_t cap, size_t *n
         int rc = inflate(&in->zs, Z_SYNC_FLUSH);
         size_t got = room - in->zs.avail_out;
         in->out_full = in->zs.avail_out == 0;
+        /* The limit first: one call may fill the output and then meet bad
+         * data (a block header needs no output room); which comes first
+         * must not depend on how the output was chunked. */
+        in->total += got;
+        if (in->total > in->max)
+            return inflate_fail(in, WSE_CLOSE_TOO_BIG);
         if (rc == Z_STREAM_END) {
             in->ended = true;
             in->out_full = false;
@@ -204,9 +210,6 @@ int wse_inflate_next(struct wse_inflate *in, uint8_t *out, size_t cap, size_t *n
         } else if (rc != Z_OK) {
             return inflate_fail(in, rc == Z_MEM_ERROR ? WSE_CLOSE_INTERNAL : WSE_CLOSE_BAD_DATA);
         }
-        in->total += got;
-        if (in->total > in->max)
-            return inflate_fail(in, WSE_CLOSE_TOO_BIG);
         if (got) {
             *n = got;
             return WSE_OK;
