@@ -69,6 +69,12 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 BENCH_SRC := $(wildcard bench/micro_*.c)
+# micro_deflate compares zlib with libdeflate (scripts/bench-deps.sh deflate):
+# built only where libdeflate is installed; the server does not use it.
+HAVE_LIBDEFLATE := $(shell pkg-config --exists libdeflate 2>/dev/null && echo 1)
+ifneq ($(HAVE_LIBDEFLATE),1)
+BENCH_SRC := $(filter-out bench/micro_deflate.c,$(BENCH_SRC))
+endif
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 WSECHOD := $(if $(wildcard src/main.c),$(BUILD)/wsechod)
@@ -133,6 +139,10 @@ $(BUILD)/tests/test_timer: $(BUILD)/tests/test_timer.o $(BUILD)/src/timer.o $(LI
 $(BUILD)/bench/micro_%: $(BUILD)/bench/micro_%.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_CORE)
+
+$(BUILD)/bench/micro_deflate: $(BUILD)/bench/micro_deflate.o $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_CORE) $(shell pkg-config --libs libdeflate 2>/dev/null)
 
 # The raw TCP echo server: the floor for bench/compare.sh.
 $(BUILD)/rawecho: bench/rawecho.c
