@@ -60,7 +60,17 @@ enum {
     WSE_HTTP_BODY = 1u << 8,            /* a body is announced: Transfer-Encoding
                                            (any value) or Content-Length other
                                            than exactly "0" */
+    WSE_HTTP_EXT_MORE = 1u << 9,        /* Sec-WebSocket-Extensions lines beyond
+                                           WSE_HTTP_EXT_LINES were not kept */
 };
+
+/*
+ * Sec-WebSocket-Extensions lines kept, in order.  Offers are listed in the
+ * client's order of preference and the server takes the first acceptable
+ * one, so a later line can only matter when none before is acceptable: the
+ * server then declines, which it may always do (RFC 6455 9.1).
+ */
+#define WSE_HTTP_EXT_LINES 4
 
 struct wse_http_req {
     /* parser state: zero the struct (wse_http_init) before the first call */
@@ -84,7 +94,8 @@ struct wse_http_req {
     struct wse_span origin;     /* Origin value, len 0 if absent */
     struct wse_span key;        /* Sec-WebSocket-Key value */
     struct wse_span protocol;   /* Sec-WebSocket-Protocol (first line) */
-    struct wse_span extensions; /* Sec-WebSocket-Extensions (first line) */
+    struct wse_span extensions[WSE_HTTP_EXT_LINES]; /* Sec-WebSocket-Extensions lines */
+    uint8_t n_extensions;       /* how many of them are kept */
 };
 
 void wse_http_init(struct wse_http_req *req);

@@ -7,6 +7,7 @@
 #   go       golang-go, golang-github-gorilla-websocket-dev (the gorilla peer)
 #   lws      libwebsockets-dev, pkg-config (the libwebsockets peer)
 #   node     nodejs, npm, then the pinned `ws` in bench/peers/node_ws/
+#   deflate  libdeflate-dev (bench/micro_deflate: zlib against libdeflate)
 # Missing Debian packages are installed by scripts/deps.sh --packages (as root
 # or with sudo; otherwise it prints the exact command and fails).
 set -eu
@@ -16,8 +17,9 @@ pkgs_tornado="python3 python3-tornado"
 pkgs_go="golang-go golang-github-gorilla-websocket-dev"
 pkgs_lws="pkg-config libwebsockets-dev"
 pkgs_node="nodejs npm"
+pkgs_deflate="pkg-config libdeflate-dev"
 
-[ $# -eq 0 ] && set -- tools tornado go lws node
+[ $# -eq 0 ] && set -- tools tornado go lws node deflate
 want=""
 node=0
 for group in "$@"; do
@@ -27,7 +29,8 @@ for group in "$@"; do
         go)      want="$want $pkgs_go" ;;
         lws)     want="$want $pkgs_lws" ;;
         node)    want="$want $pkgs_node"; node=1 ;;
-        *) echo "bench-deps.sh: unknown group '$group' (tools, tornado, go, lws, node)" >&2; exit 2 ;;
+        deflate) want="$want $pkgs_deflate" ;;
+        *) echo "bench-deps.sh: unknown group '$group' (tools, tornado, go, lws, node, deflate)" >&2; exit 2 ;;
     esac
 done
 

@@ -228,6 +228,15 @@ static void apply_key(struct wse_http_req *req, struct wse_span v)
         req->key = v;
 }
 
+/* Every line counts: the offers of all of them form one list. */
+static void apply_extensions(struct wse_http_req *req, struct wse_span v)
+{
+    if (req->n_extensions < WSE_HTTP_EXT_LINES)
+        req->extensions[req->n_extensions++] = v;
+    else
+        req->flags |= WSE_HTTP_EXT_MORE;
+}
+
 /* Records what a complete header line means; v is its trimmed value. */
 static void apply_header(struct wse_http_req *req, const char *buf, struct wse_span v)
 {
@@ -258,7 +267,7 @@ static void apply_header(struct wse_http_req *req, const char *buf, struct wse_s
         set_once(&req->protocol, v);
         break;
     case H_EXTENSIONS:
-        set_once(&req->extensions, v);
+        apply_extensions(req, v);
         break;
     case H_ACCEPT:
         if (contains_ci(p, v.len, "text/html"))

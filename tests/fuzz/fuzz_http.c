@@ -49,7 +49,9 @@ static void same_result(const struct wse_http_req *a, const struct wse_http_req 
     same_span(a->origin, b->origin);
     same_span(a->key, b->key);
     same_span(a->protocol, b->protocol);
-    same_span(a->extensions, b->extensions);
+    CHECK(a->n_extensions == b->n_extensions && a->n_extensions <= WSE_HTTP_EXT_LINES);
+    for (size_t i = 0; i < a->n_extensions; i++)
+        same_span(a->extensions[i], b->extensions[i]);
 }
 
 static void span_within(struct wse_span s, size_t parsed)
@@ -66,7 +68,8 @@ static void spans_within(const struct wse_http_req *r)
     span_within(r->origin, r->parsed);
     span_within(r->key, r->parsed);
     span_within(r->protocol, r->parsed);
-    span_within(r->extensions, r->parsed);
+    for (size_t i = 0; i < r->n_extensions; i++)
+        span_within(r->extensions[i], r->parsed);
 }
 
 static int parse_bytewise(const char *buf, size_t size, struct wse_http_req *req)

@@ -37,12 +37,17 @@ static void assert_same_result(const struct wse_http_req *a, const struct wse_ht
     ck_assert_uint_eq(a->flags, b->flags);
     ck_assert_uint_eq(a->nheaders, b->nheaders);
     const struct wse_span *sa[] = { &a->method_name, &a->path, &a->query, &a->host,
-                                    &a->origin, &a->key, &a->protocol, &a->extensions };
+                                    &a->origin, &a->key, &a->protocol };
     const struct wse_span *sb[] = { &b->method_name, &b->path, &b->query, &b->host,
-                                    &b->origin, &b->key, &b->protocol, &b->extensions };
+                                    &b->origin, &b->key, &b->protocol };
     for (size_t i = 0; i < countof(sa); i++) {
         ck_assert_uint_eq(sa[i]->off, sb[i]->off);
         ck_assert_uint_eq(sa[i]->len, sb[i]->len);
+    }
+    ck_assert_uint_eq(a->n_extensions, b->n_extensions);
+    for (size_t i = 0; i < a->n_extensions; i++) {
+        ck_assert_uint_eq(a->extensions[i].off, b->extensions[i].off);
+        ck_assert_uint_eq(a->extensions[i].len, b->extensions[i].len);
     }
 }
 
@@ -298,7 +303,12 @@ static void check_valid(const struct valid_case *c, const struct wse_http_req *r
     assert_span(b, req->origin, c->origin);
     assert_span(b, req->key, c->key);
     assert_span(b, req->protocol, c->protocol);
-    assert_span(b, req->extensions, c->extensions);
+    if (c->extensions) {
+        ck_assert_uint_eq(req->n_extensions, 1);
+        assert_span(b, req->extensions[0], c->extensions);
+    } else {
+        ck_assert_uint_eq(req->n_extensions, 0);
+    }
 }
 
 START_TEST(test_valid)
@@ -411,6 +421,43 @@ static const struct bad_case bad[] = {
     BAD("blank line CR CR", "GET / HTTP/1.1\r\nX: a\r\n\r\r", 400),
     BAD("bare LF after request line", "GET / HTTP/1.1\r\n\n", 400),
 };
+
+/*
+ * Every Sec-WebSocket-Extensions line is kept, in order, up to
+ * WSE_HTTP_EXT_LINES; more are flagged, and other headers between them do
+ * not disturb them (the offers of all lines form one list, RFC 7230 3.2.2).
+ */
+START_TEST(test_extensions_lines)
+{
+    static const char buf[] =
+        "GET / HTTP/1.1\r\n"
+        "Host: h\r\n"
+        "Sec-WebSocket-Extensions: x-one\r\n"
+        "X-Other: y\r\n"
+        "sec-websocket-extensions:  permessage-deflate; client_max_window_bits  \r\n"
+        "Sec-WebSocket-Extensions:\r\n"
+        "Sec-WebSocket-Extensions: a, b\r\n"
+        "Sec-WebSocket-Extensions: fifth\r\n"
+        "\r\n";
+    struct wse_http_req req;
+
+    ck_assert_int_eq(parse_both(buf, sizeof buf - 1, &LIM, &req), WSE_OK);
+    ck_assert_uint_eq(req.n_extensions, 4);
+    assert_span(buf, req.extensions[0], "x-one");
+    assert_span(buf, req.extensions[1], "permessage-deflate; client_max_window_bits");
+    ck_assert_uint_eq(req.extensions[2].len, 0);
+    ck_assert_uint_ne(req.extensions[2].off, 0);
+    assert_span(buf, req.extensions[3], "a, b");
+    ck_assert(req.flags & WSE_HTTP_EXT_MORE);
+
+    static const char four[] =
+        "GET / HTTP/1.1\r\nSec-WebSocket-Extensions: a\r\nSec-WebSocket-Extensions: b\r\n\r\n";
+    ck_assert_int_eq(parse_both(four, sizeof four - 1, &LIM, &req), WSE_OK);
+    ck_assert_uint_eq(req.n_extensions, 2);
+    assert_span(four, req.extensions[1], "b");
+    ck_assert(!(req.flags & WSE_HTTP_EXT_MORE));
+}
+END_TEST
 
 START_TEST(test_bad)
 {
@@ -799,6 +846,7 @@ static Suite *http_suite(void)
     tcase_add_loop_test(tc, test_trailing_bytes_untouched, 0, (int)countof(valid));
     tcase_add_loop_test(tc, test_bad, 0, (int)countof(bad));
     tcase_add_test(tc, test_host_span);
+    tcase_add_test(tc, test_extensions_lines);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("limits");
