@@ -1,0 +1,362 @@
+"""wss:// and https:// on --tls-listen: python websockets verifying the chain
+against a test CA made at test time, openssl s_client for protocol versions
+and ALPN, curl for the page and /healthz, PROXY v2 before TLS, the close
+handshake (close_notify before the FIN), backpressure, and bad input on the
+TLS port that is closed, counted and harms nobody."""
+import asyncio
+import json
+import os
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+import wse
+from wse import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, RawWS, Server
+
+_CA = None
+
+
+def ca():
+    """The test CA's directory (scripts/test-ca.sh), made once per run."""
+    global _CA
+    if _CA is None:
+        _CA = tempfile.TemporaryDirectory(prefix="wse-tls-")
+        subprocess.run(["sh", os.path.join(wse.ROOT, "scripts", "test-ca.sh"), _CA.name],
+                       check=True, capture_output=True, timeout=120)
+    return _CA.name
+
+
+def path(name):
+    return os.path.join(ca(), name)
+
+
+def pair_args(*names):
+    out = []
+    for n in names:
+        out += ["--tls-cert", path(n + ".pem"), "--tls-key", path(n + ".key")]
+    return out
+
+
+def tls_server(*args, names=("rsa", "ec"), **kw):
+    """A server with a plain address (srv.port) and a TLS one (srv.tls_port)."""
+    tls_port = wse.free_port()
+    srv = Server("--tls-listen", f"{wse.HOST}:{tls_port}", *pair_args(*names), *args, **kw)
+    srv.tls_port = tls_port
+    return srv
+
+
+def client_ctx():
+    return ssl.create_default_context(cafile=path("ca.pem"))
+
+
+def stats(srv):
+    p = subprocess.run([wse.binary(), "stats", "--stats-name", f"wsechod.{srv.port}", "--json"],
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def totals(srv):
+    return stats(srv)["totals"]
+
+
+def tls_ws(port, proxy=b"", handshake=True, ctx=None, timeout=10, rcvbuf=None):
+    """RawWS over TLS (the chain verified for localhost); proxy: bytes sent
+    in the clear before the ClientHello."""
+    ws = RawWS(port, handshake=False, timeout=timeout, rcvbuf=rcvbuf)
+    if proxy:
+        ws.sock.sendall(proxy)
+    ws.sock = (ctx or client_ctx()).wrap_socket(ws.sock, server_hostname="localhost",
+                                                suppress_ragged_eofs=False)
+    if handshake:
+        ws.handshake()
+    return ws
+
+
+def s_client(port, *args, data=b""):
+    p = subprocess.run(["openssl", "s_client", "-connect", f"{wse.HOST}:{port}",
+                        "-CAfile", path("ca.pem"), "-servername", "localhost", *args],
+                       input=data, capture_output=True, timeout=wse.scaled(20))
+    return p.returncode, p.stdout.decode("latin-1") + p.stderr.decode("latin-1")
+
+
+# ---- the echo ----------------------------------------------------------------
+
+
+def test_python_websockets_over_wss_verifies_the_chain_and_echoes():
+    with tls_server() as srv:
+        async def run():
+            async with wse.ws_connect(f"wss://localhost:{srv.tls_port}/websocket",
+                                      ssl=client_ctx()) as ws:
+                for m in ["hello", "é" * 1000, b"\x00\x01\x02", os.urandom(300000)]:
+                    await ws.send(m)
+                    got = await wse.wait_for(ws.recv(), 10, "echo")
+                    assert got == m, (len(got), len(m))
+                assert ws.transport.get_extra_info("ssl_object").version() == "TLSv1.3"
+        asyncio.run(run())
+        # A client that does not trust the CA fails its own verification.
+        async def untrusted():
+            async with wse.ws_connect(f"wss://localhost:{srv.tls_port}/websocket",
+                                      ssl=ssl.create_default_context()):
+                pass
+        try:
+            asyncio.run(untrusted())
+            raise AssertionError("a client without the test CA verified the chain")
+        except ssl.SSLCertVerificationError:
+            pass
+        # The plain address still serves plain.
+        async def plain():
+            async with wse.ws_connect(srv.uri()) as ws:
+                await ws.send("plain")
+                assert await wse.wait_for(ws.recv(), 10, "echo") == "plain"
+        asyncio.run(plain())
+        # One handshake finished (the untrusting client gave up in its own).
+        wse.wait_until(lambda: totals(srv)["tls_hs_13"] == 1, 10, "the TLS 1.3 handshake counted")
+        assert totals(srv)["tls_hs_12"] == 0
+
+
+def test_rsa_and_ecdsa_certificates_are_chosen_by_the_client():
+    with tls_server() as srv:
+        for sigalgs, want in (("rsa_pss_rsae_sha256:rsa_pkcs1_sha256", "rsa"),
+                              ("ecdsa_secp256r1_sha256", "ec")):
+            rc, out = s_client(srv.tls_port, "-sigalgs", sigalgs, "-showcerts", data=b"")
+            assert rc == 0 and "Verify return code: 0 (ok)" in out, out
+            assert leaf_serial(out) == serial_of(want), (sigalgs, out)
+
+
+def serial_of(name):
+    return int(open(path(name + ".serial")).read().strip(), 16)
+
+
+def leaf_serial(s_client_out):
+    """The serial of the first certificate s_client -showcerts printed."""
+    pem = "-----BEGIN CERTIFICATE-----" + \
+        s_client_out.split("-----BEGIN CERTIFICATE-----")[1].split("-----END CERTIFICATE-----")[0] \
+        + "-----END CERTIFICATE-----\n"
+    x = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=pem.encode(),
+                       capture_output=True, timeout=10).stdout.decode()
+    return int(x.strip().split("=")[1], 16)
+
+
+def test_protocol_versions_and_alpn():
+    with tls_server() as srv:
+        for flag, version in (("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")):
+            rc, out = s_client(srv.tls_port, flag, "-alpn", "http/1.1")
+            assert rc == 0 and f"New, {version}, Cipher is" in out, out
+            assert "ALPN protocol: http/1.1" in out, out
+            assert "Verify return code: 0 (ok)" in out, out
+        before = totals(srv)["tls_fail_version"]
+        # The client is allowed the old versions (SECLEVEL=0): the refusal is the server's.
+        for flag in ("-tls1", "-tls1_1"):
+            rc, out = s_client(srv.tls_port, flag, "-cipher", "DEFAULT@SECLEVEL=0")
+            assert rc != 0 and "alert protocol version" in out, out
+        wse.wait_until(lambda: totals(srv)["tls_fail_version"] == before + 2, 10,
+                       "old versions counted as version failures")
+        # Only another protocol offered: no_application_protocol.
+        rc, out = s_client(srv.tls_port, "-alpn", "h2")
+        assert rc != 0 and "no application protocol" in out, out
+        t = totals(srv)
+        assert t["tls_hs_12"] >= 1 and t["tls_hs_13"] >= 1, t
+
+
+def test_page_healthz_and_head_over_https():
+    with tls_server() as srv:
+        base = ["curl", "-sS", "--cacert", path("ca.pem"), "--max-time", str(wse.scaled(10))]
+        url = f"https://localhost:{srv.tls_port}"
+        out = subprocess.run(base + [url + "/healthz"], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0 and out.stdout == "ok\n", out
+        out = subprocess.run(base + [url + "/"], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0 and "<html" in out.stdout and "/websocket" in out.stdout, out
+        out = subprocess.run(base + ["-I", url + "/"], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0 and out.stdout.startswith("HTTP/1.1 200"), out
+        out = subprocess.run(base + [url + "/nothing"], capture_output=True, text=True, timeout=30)
+        assert "404" in out.stdout or "not found" in out.stdout.lower(), out
+
+
+# ---- the connection's life over TLS ------------------------------------------
+
+
+def test_close_handshake_sends_close_notify_before_the_fin():
+    with tls_server() as srv:
+        ws = tls_ws(srv.tls_port)
+        ws.send_text(b"before closing")
+        assert ws.recv_message() == (OP_TEXT, b"before closing")
+        ws.send_close(1000)
+        f = ws.recv_frame()
+        assert f.opcode == OP_CLOSE and f.payload[:2] == b"\x03\xe8", f
+        # suppress_ragged_eofs=False: a FIN without close_notify would raise
+        # SSLEOFError; the close_notify gives a clean b"".
+        ws.sock.settimeout(wse.scaled(5))
+        assert ws.sock.recv(100) == b""
+
+
+def test_pings_and_idle_timeout_over_tls():
+    with tls_server("--ping-interval", "0.3", "--idle-timeout", "0.9") as srv:
+        ws = tls_ws(srv.tls_port)
+        f = ws.recv_frame(timeout=5)
+        assert f.opcode == OP_PING, f
+        code, _, _ = ws.expect_close(timeout=5)
+        assert code == 1001
+
+
+def test_backpressure_counts_tls_output_and_loses_nothing():
+    with tls_server("--high-water", "64K", "--low-water", "16K") as srv:
+        ws = tls_ws(srv.tls_port, rcvbuf=4096)
+        payload = os.urandom(16000)
+        n = 200             # 3.2 MB of echoes the client does not read at first
+        sent = [0]
+
+        import threading
+
+        def writer():
+            for _ in range(n):
+                ws.sock.sendall(wse.frame(OP_BINARY, payload))
+                sent[0] += 1
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        wse.wait_until(lambda: totals(srv)["backpressure"] >= 1, 20, "reading paused")
+        # Paused, the server holds about the high-water mark, not the megabytes
+        # the client keeps sending (one message and one TLS record beyond it).
+        held = totals(srv)["bytes_buffered"]
+        assert 0 < held <= 64 * 1024 + 16000 + 17 * 1024, held
+        for i in range(n):
+            assert ws.recv_message(timeout=20) == (OP_BINARY, payload), i
+        t.join(wse.scaled(20))
+        assert not t.is_alive()
+        wse.wait_until(lambda: totals(srv)["bytes_buffered"] == 0, 10, "output drained")
+
+
+def test_proxy_v2_then_tls():
+    import test_proxy
+    with tls_server("--proxy-protocol", access_log=True) as srv:
+        ws = tls_ws(srv.tls_port, proxy=test_proxy.v2("198.51.100.20", 7000))
+        ws.send_text(b"behind haproxy")
+        assert ws.recv_message() == (OP_TEXT, b"behind haproxy")
+        ws.send_close(1000)
+        ws.expect_close()
+        srv.wait_for_access(r" peer=198\.51\.100\.20:7000 request=\"GET /websocket\" status=101 ",
+                            1, 10)
+
+
+def test_proxy_header_and_client_hello_in_one_segment():
+    """The bytes behind the PROXY header are the ClientHello: TLS must start
+    with them even though the socket then stays quiet."""
+    import test_proxy
+    with tls_server("--proxy-protocol", access_log=True) as srv:
+        ctx = client_ctx()
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+        sock = socket.create_connection((wse.HOST, srv.tls_port), timeout=wse.scaled(10))
+
+        def pump(fn):
+            while True:
+                try:
+                    r = fn()
+                except ssl.SSLWantReadError:
+                    if out.pending:
+                        sock.sendall(out.read())
+                    data = sock.recv(65536)
+                    assert data, "server closed during the handshake"
+                    inc.write(data)
+                    continue
+                if out.pending:
+                    sock.sendall(out.read())
+                return r
+        try:
+            obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        sock.sendall(test_proxy.v2("203.0.113.50", 5050) + out.read())
+        pump(obj.do_handshake)
+        req, _ = wse.upgrade_request()
+        pump(lambda: obj.write(req))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += pump(lambda: obj.read(65536))
+        assert head.startswith(b"HTTP/1.1 101"), head
+        sock.close()
+        srv.wait_for_access(r" peer=203\.0\.113\.50:5050 request=\"GET /websocket\" status=101 ",
+                            1, 10)
+
+
+# ---- bad input -----------------------------------------------------------------
+
+
+def closed_by_server(sock, timeout):
+    """True when the server closes sock (EOF or reset) within timeout."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def client_hello():
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = client_ctx().wrap_bio(inc, out, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+def test_bad_input_on_the_tls_port_is_closed_counted_and_harms_nobody():
+    with tls_server("--handshake-timeout", "1.5") as srv:
+        plain = RawWS(srv.port)
+        good = tls_ws(srv.tls_port)
+        start = time.monotonic()
+        socks = {}
+        for what, data in (("random", b"\x00\x05\x17" + bytes(range(200))),
+                           ("http", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+                           ("truncated", client_hello()[:40]),
+                           ("stalled", b"")):
+            s = socket.create_connection((wse.HOST, srv.tls_port), timeout=5)
+            if data:
+                s.sendall(data)
+            socks[what] = s
+        # Everyone else is served meanwhile.
+        for i in range(20):
+            plain.send_text(b"plain %d" % i)
+            good.send_text(b"tls %d" % i)
+            assert plain.recv_message() == (OP_TEXT, b"plain %d" % i)
+            assert good.recv_message() == (OP_TEXT, b"tls %d" % i)
+        for what, s in socks.items():
+            assert closed_by_server(s, wse.scaled(6)), f"{what}: not closed"
+            s.close()
+        assert time.monotonic() - start < wse.scaled(6)
+        t = totals(srv)
+        assert t["tls_fail_http"] == 1, t
+        assert t["tls_fail_timeout"] == 2, t        # truncated and stalled
+        assert t["tls_fail_version"] + t["tls_fail_other"] == 1, t   # the random bytes
+        # Still serving, and nothing but debug lines about them.
+        plain.send_text(b"after")
+        good.send_text(b"after")
+        assert plain.recv_message() == (OP_TEXT, b"after")
+        assert good.recv_message() == (OP_TEXT, b"after")
+        assert not srv.find_lines(r"(warn|error) .*(TLS|handshake)"), srv.output()
+
+
+def test_bad_certificate_files_are_named_by_t_and_at_start():
+    cases = (
+        (["--tls-cert", path("rsa.pem"), "--tls-key", path("mismatch.key")], "mismatch.key"),
+        (["--tls-cert", path("expired.pem"), "--tls-key", path("expired.key")], "expired.pem"),
+        (["--tls-cert", path("missing.pem"), "--tls-key", path("rsa.key")], "missing.pem"),
+        (["--tls-cert", path("rsa.key"), "--tls-key", path("rsa.key")], "rsa.key"),
+    )
+    port = wse.free_port()
+    for args, name in cases:
+        p = subprocess.run([wse.binary(), "-t", "--tls-listen", f"127.0.0.1:{port}"] + args,
+                           capture_output=True, text=True, timeout=10)
+        assert p.returncode == 2 and name in p.stderr, (args, p.stderr)
+        p = subprocess.run([wse.binary(), "-w", "1", "-l", f"127.0.0.1:{wse.free_port()}",
+                            "--tls-listen", f"127.0.0.1:{port}"] + args,
+                           capture_output=True, text=True, timeout=wse.scaled(10))
+        assert p.returncode != 0 and name in p.stderr, (args, p.stderr)
+        assert "serving" not in p.stderr, p.stderr
