@@ -236,6 +236,7 @@ def test_proxy_v2_then_tls():
         assert ws.recv_message() == (OP_TEXT, b"behind haproxy")
         ws.send_close(1000)
         ws.expect_close()
+        ws.sock.close()
         srv.wait_for_access(r" peer=198\.51\.100\.20:7000 request=\"GET /websocket\" status=101 ",
                             1, 10)
 
@@ -360,3 +361,34 @@ def test_bad_certificate_files_are_named_by_t_and_at_start():
                            capture_output=True, text=True, timeout=wse.scaled(10))
         assert p.returncode != 0 and name in p.stderr, (args, p.stderr)
         assert "serving" not in p.stderr, p.stderr
+
+
+# ---- sockets handed over -------------------------------------------------------
+
+
+@wse.timeout(120)
+def test_live_upgrade_hands_the_tls_listeners_over_as_tls():
+    """SIGUSR2: the new master takes the same TLS sockets (named
+    wsechod.tls.*, not bound again) and serves TLS on them, plain on the
+    plain ones."""
+    import test_upgrade as up
+    with tempfile.TemporaryDirectory() as d:
+        exe, pid_file = os.path.join(d, "wsechod"), os.path.join(d, "w.pid")
+        up.install(wse.binary(), exe)
+        tls_port = wse.free_port()
+        with Server("--pid-file", pid_file, "--tls-listen", f"{wse.HOST}:{tls_port}",
+                    *pair_args("ec"), exe=exe) as srv:
+            inodes = up.listen_inodes(srv.pid)
+            assert len(inodes) == 4, inodes         # 2 workers x (plain + TLS)
+            p = up.upgrade(exe, pid_file, srv.port)
+            assert p.returncode == 0, p.stdout + p.stderr
+            new = up.read_pid(pid_file)
+            assert new != srv.pid and up.listen_inodes(new) == inodes
+            assert srv.proc.wait(wse.scaled(10)) == 0
+            for _ in range(4):      # both workers' sockets, most likely
+                ws = tls_ws(tls_port)
+                ws.send_text(b"upgraded")
+                assert ws.recv_message() == (OP_TEXT, b"upgraded")
+                ws.sock.close()
+            up.echo(srv.port, "plain after")
+            up.stop_by_pid_file(pid_file)
