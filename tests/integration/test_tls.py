@@ -6,6 +6,7 @@ TLS port that is closed, counted and harms nobody."""
 import asyncio
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -392,3 +393,114 @@ def test_live_upgrade_hands_the_tls_listeners_over_as_tls():
                 ws.sock.close()
             up.echo(srv.port, "plain after")
             up.stop_by_pid_file(pid_file)
+
+
+# ---- rotation by SIGHUP, resumption ----------------------------------------------
+
+
+def replace_file(src, dst):
+    """dst gets src's bytes the way a renewal should: a new file renamed over."""
+    with open(src, "rb") as f:
+        data = f.read()
+    with open(dst + ".new", "wb") as f:
+        f.write(data)
+    os.replace(dst + ".new", dst)
+
+
+def served_serial(port):
+    rc, out = s_client(port, "-showcerts")
+    assert rc == 0, out
+    return leaf_serial(out)
+
+
+@wse.timeout(120)
+def test_sighup_rotates_the_certificate_and_keeps_open_connections():
+    import test_upgrade as up
+    with tempfile.TemporaryDirectory() as d:
+        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        replace_file(path("rsa.pem"), cert)
+        replace_file(path("rsa.key"), key)
+        n = up.Notifications(os.path.join(d, "notify"))
+        try:
+            tls_port = wse.free_port()
+            with Server("--tls-listen", f"{wse.HOST}:{tls_port}", "--tls-cert", cert,
+                        "--tls-key", key, "--drain-timeout", "60",
+                        env={"NOTIFY_SOCKET": n.sock.getsockname()}) as srv:
+                n.until(lambda f: f.get("READY") == "1")
+                assert served_serial(tls_port) == serial_of("rsa")
+                held = tls_ws(tls_port)
+                held.send_text(b"before")
+                assert held.recv_message() == (OP_TEXT, b"before")
+
+                replace_file(path("ec.pem"), cert)
+                replace_file(path("ec.key"), key)
+                mark = srv.mark()
+                srv.signal(signal.SIGHUP)
+                srv.wait_for_line(r"generation 2 serving", 20, start=mark)
+                assert served_serial(tls_port) == serial_of("ec")
+                # The open connection keeps its session, on its draining worker.
+                for i in range(3):
+                    held.send_text(b"still %d" % i)
+                    assert held.recv_message() == (OP_TEXT, b"still %d" % i)
+                assert int(held.sock.getpeercert()["serialNumber"], 16) == serial_of("rsa")
+
+                # A key that does not match: the reload is rejected, nothing changes.
+                replace_file(path("mismatch.key"), key)
+                mark = srv.mark()
+                srv.signal(signal.SIGHUP)
+                line = srv.wait_for_line(r"reload: .*key\.pem does not match certificate .*"
+                                         r"cert\.pem; configuration unchanged", 20, start=mark)
+                assert line
+                msgs = n.until(lambda f: "reload rejected" in f.get("STATUS", ""))
+                assert "key.pem" in msgs[-1][0]["STATUS"], msgs
+                assert served_serial(tls_port) == serial_of("ec")
+                held.send_text(b"after the rejected reload")
+                assert held.recv_message() == (OP_TEXT, b"after the rejected reload")
+                assert not srv.find_lines(r"generation 3")
+                held.send_close(1000)
+                held.expect_close()
+                held.sock.close()
+        finally:
+            n.close()
+
+
+def worker_counters(srv):
+    return {w["pid"]: w["counters"] for w in stats(srv)["workers"]
+            if w["state"] == "running"}
+
+
+def landed(before, after, counter):
+    """The worker pid whose counter grew between two worker_counters()."""
+    grown = [pid for pid, c in after.items() if c[counter] > before.get(pid, {}).get(counter, 0)]
+    assert len(grown) == 1, (before, after)
+    return grown[0]
+
+
+@wse.timeout(120)
+def test_session_resumption_across_workers_and_reloads():
+    """A ticket issued by one worker resumes on the other (s_client -sess_out
+    then -sess_in), for TLS 1.2 and 1.3, and after a reload too."""
+    healthz = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    with tls_server(names=("rsa",)) as srv, tempfile.TemporaryDirectory() as d:
+        sess = os.path.join(d, "sess.pem")
+        for version in ("-tls1_2", "-tls1_3"):
+            before = worker_counters(srv)
+            rc, out = s_client(srv.tls_port, version, "-sess_out", sess, "-ign_eof", data=healthz)
+            assert rc == 0 and "\nNew, TLSv1." in out and "\r\n\r\nok\n" in out, out
+            first = landed(before, worker_counters(srv),
+                           "tls_hs_12" if version == "-tls1_2" else "tls_hs_13")
+            for attempt in range(40):
+                before = worker_counters(srv)
+                rc, out = s_client(srv.tls_port, version, "-sess_in", sess, "-ign_eof",
+                                   data=healthz)
+                assert rc == 0 and "\nReused, TLSv1." in out, out
+                if landed(before, worker_counters(srv), "tls_resumed") != first:
+                    break
+            else:
+                raise AssertionError("40 resumptions, none on the other worker")
+        # The ticket keys outlive a generation.
+        mark = srv.mark()
+        srv.signal(signal.SIGHUP)
+        srv.wait_for_line(r"generation 2 serving", 20, start=mark)
+        rc, out = s_client(srv.tls_port, "-tls1_3", "-sess_in", sess, "-ign_eof", data=healthz)
+        assert rc == 0 and "\nReused, TLSv1.3" in out, out
