@@ -504,3 +504,16 @@ def test_session_resumption_across_workers_and_reloads():
         srv.wait_for_line(r"generation 2 serving", 20, start=mark)
         rc, out = s_client(srv.tls_port, "-tls1_3", "-sess_in", sess, "-ign_eof", data=healthz)
         assert rc == 0 and "\nReused, TLSv1.3" in out, out
+
+
+@wse.timeout(300)
+def test_reload_torture_tls_rotates_20_times_losing_nothing():
+    """scripts/reload_torture.py --tls: clients echoing over wss, the
+    certificate swapped and SIGHUP sent 20 times: no failed handshake, no
+    message lost, new handshakes see each new serial."""
+    import test_reload
+    clients = "60" if wse.SAN else "150"
+    out = test_reload.torture("--tls", "--clients", clients, "--reloads", "20", "--duration",
+                              "8", "--timeout", str(wse.scaled(10)), timeout=240)
+    assert "connect failures 0, resets 0" in out and "lost 0, corrupted 0" in out, out
+    assert "certificate swaps 20," in out and ", failed 0\n" in out.split("serial checks")[1], out
