@@ -517,3 +517,62 @@ def test_reload_torture_tls_rotates_20_times_losing_nothing():
                               "8", "--timeout", str(wse.scaled(10)), timeout=240)
     assert "connect failures 0, resets 0" in out and "lost 0, corrupted 0" in out, out
     assert "certificate swaps 20," in out and ", failed 0\n" in out.split("serial checks")[1], out
+
+
+# ---- other clients -----------------------------------------------------------------
+
+
+@wse.timeout(60)
+def test_node_ws_over_wss():
+    """npm's ws over wss://, trusting the test CA (NODE_EXTRA_CA_CERTS)."""
+    import test_node
+    node = test_node.node_binary()
+    with tls_server(access_log=True) as srv:
+        r = subprocess.run([node, test_node.SCRIPT, f"wss://localhost:{srv.tls_port}/websocket"],
+                           stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=wse.scaled(40),
+                           env=dict(os.environ, NODE_EXTRA_CA_CERTS=path("ca.pem")))
+        out = (r.stdout + r.stderr).decode(errors="replace").strip()
+        assert r.returncode == 0, f"node client failed ({r.returncode}): {out}"
+        assert out.startswith("ok 11 code 1000"), out
+        srv.wait_for_access(r"status=101 .* close=1000 by=client", 1, 5)
+        assert totals(srv)["tls_hs_13"] == 1
+
+
+def spki_pin(pem):
+    """base64 SHA-256 of a certificate's public key, as Chromium's
+    --ignore-certificate-errors-spki-list takes it (only that key is trusted)."""
+    import base64
+    import hashlib
+    pub = subprocess.run(["openssl", "x509", "-pubkey", "-noout", "-in", pem],
+                         capture_output=True, check=True, timeout=10).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=pub,
+                         capture_output=True, check=True, timeout=10).stdout
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+@wse.timeout(90)
+def test_chromium_opens_the_page_over_https_and_echoes_through_wss():
+    import cdp
+    import test_browser as tb
+    cdp.require_chromium()
+    pins = ",".join(spki_pin(path(n + ".pem")) for n in ("rsa", "ec"))
+    with tls_server("--log-level", "debug") as srv, \
+            cdp.Chromium(start_timeout=30,
+                         extra_args=[f"--ignore-certificate-errors-spki-list={pins}"]) as browser:
+        async def drive():
+            base = f"https://{wse.HOST}:{srv.tls_port}"
+            ws_url = f"wss://{wse.HOST}:{srv.tls_port}/websocket"
+            async with cdp.connect(browser.ws_url, timeout=wse.scaled(20)) as conn:
+                page = await conn.new_page()
+                for domain in ("Network", "Page", "Runtime", "Log"):
+                    await page.send(f"{domain}.enable")
+                await tb.open_page(page, base + "/", ws_url)
+                lines = []
+                await tb.send_by_ui(page, tb.TEXT, lines)
+                await tb.send_by_ui(page, tb.TEXT_ENTER, lines, enter=True)
+                await conn.send("Target.closeTarget", {"targetId": page.target})
+        asyncio.run(drive())
+        srv.wait_for_line(r"close 1001 from client", 10)
+        t = totals(srv)
+        assert t["tls_hs_12"] + t["tls_hs_13"] >= 2 and t["msgs_in_text"] == 2, t
