@@ -576,3 +576,83 @@ def test_chromium_opens_the_page_over_https_and_echoes_through_wss():
         srv.wait_for_line(r"close 1001 from client", 10)
         t = totals(srv)
         assert t["tls_hs_12"] + t["tls_hs_13"] >= 2 and t["msgs_in_text"] == 2, t
+
+
+HAPROXY_TLS_CFG = """
+global
+    maxconn 200
+defaults
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    timeout tunnel 1h
+frontend plain_in
+    mode http
+    bind 127.0.0.1:{http_port}
+    default_backend wsechod_tls
+backend wsechod_tls
+    mode http
+    option httpchk
+    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost
+    http-check expect status 200
+    server a 127.0.0.1:{tls} ssl verify required ca-file {ca} verifyhost localhost sni str(localhost) alpn http/1.1 send-proxy-v2 check inter 200ms
+frontend passthrough
+    mode tcp
+    bind 127.0.0.1:{tcp_port}
+    default_backend wsechod_tcp
+backend wsechod_tcp
+    mode tcp
+    server a 127.0.0.1:{tls} send-proxy-v2
+"""
+
+
+@wse.timeout(120)
+def test_haproxy_verifies_the_tls_backend_and_passes_tls_through_with_proxy_v2():
+    """HAProxy 2.6 to a TLS address: HTTP mode re-encrypting with `ssl verify
+    required ca-file` (health checks over TLS too), and TCP mode passing the
+    client's own TLS through; PROXY v2 first in both, so the access log names
+    the client."""
+    import shutil
+    if not shutil.which("haproxy"):
+        raise wse.Skip("haproxy is not installed (scripts/deps.sh installs it)")
+    with tls_server("--proxy-protocol", access_log=True) as srv, \
+            tempfile.TemporaryDirectory() as d:
+        http_port, tcp_port = wse.free_port(), wse.free_port()
+        cfg = os.path.join(d, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write(HAPROXY_TLS_CFG.format(http_port=http_port, tcp_port=tcp_port,
+                                           tls=srv.tls_port, ca=path("ca.pem")))
+        log = open(os.path.join(d, "haproxy.log"), "w+")
+        lb = subprocess.Popen(["haproxy", "-db", "-f", cfg], stdin=subprocess.DEVNULL,
+                              stdout=log, stderr=subprocess.STDOUT)
+        try:
+            async def echo(uri, text, **kw):
+                async with wse.ws_connect(uri, ping_interval=None, **kw) as ws:
+                    await ws.send(text)
+                    assert await wse.wait_for(ws.recv(), 10, "echo through haproxy") == text
+                    return ws.local_address[1]
+
+            def up():
+                try:
+                    return asyncio.run(echo(f"ws://{wse.HOST}:{http_port}/websocket", "up"))
+                except Exception:
+                    return False
+            wse.wait_until(up, wse.scaled(15), "an echo through haproxy (its output: see below)")
+            for i in range(3):
+                port = asyncio.run(echo(f"ws://{wse.HOST}:{http_port}/websocket", f"re {i}"))
+                srv.wait_for_access(rf" peer={wse.HOST}:{port} request=\"GET /websocket\" "
+                                    r"status=101 ", 1, 10)
+                port = asyncio.run(echo(f"wss://localhost:{tcp_port}/websocket", f"tcp {i}",
+                                        ssl=client_ctx()))
+                srv.wait_for_access(rf" peer={wse.HOST}:{port} request=\"GET /websocket\" "
+                                    r"status=101 ", 1, 10)
+            t = totals(srv)
+            assert t["handshakes"] >= 7 and t["tls_fail_other"] == 0, t
+            assert t["http_other"] >= 1, t      # HAProxy's health checks, over TLS
+        except AssertionError as e:
+            log.seek(0)
+            raise AssertionError(f"{e}\nhaproxy's output:\n" + log.read()) from None
+        finally:
+            lb.terminate()
+            lb.wait(wse.scaled(10))
+            log.close()
