@@ -1045,10 +1045,11 @@ static void on_writable(struct conn *c)
     while (pending(c)) {
         struct iovec iov = {.iov_base = c->out + c->out_pos, .iov_len = pending(c)};
         ssize_t n = TP(c)->writev(c->io.fd, &iov, 1);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
+        if (n <= 0) {
+            if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 break;
-            abort_conn(c, strerror(errno));
+            /* Nothing written and no wait to report: retrying would spin. */
+            abort_conn(c, n < 0 ? strerror(errno) : "the transport wrote nothing");
             return;
         }
         c->out_pos += (uint32_t)n;

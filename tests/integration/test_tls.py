@@ -656,3 +656,25 @@ def test_haproxy_verifies_the_tls_backend_and_passes_tls_through_with_proxy_v2()
             lb.terminate()
             lb.wait(wse.scaled(10))
             log.close()
+
+
+@wse.timeout(120)
+def test_resumed_handshakes_cycling_leave_no_connection_spinning():
+    """wsbench --connect-rate --tls-resume, 10 at a time, again and again:
+    clients that leave with close_notify while the server still writes.  A
+    write that met the close_notify used to report 0 bytes written and the
+    worker retried it forever (100% CPU, nothing else served)."""
+    wsbench = os.path.join(os.path.dirname(wse.binary()), "wsbench")
+    if not os.path.exists(wsbench):
+        raise wse.Skip("build/wsbench is not built")
+    with tls_server(workers=1, names=("ec",)) as srv:
+        for _ in range(8):
+            p = subprocess.run([wsbench, "--connect-rate", "--tls-resume", "-c", "20", "-d", "1",
+                                "--json", f"wss://127.0.0.1:{srv.tls_port}/websocket"],
+                               capture_output=True, text=True, timeout=wse.scaled(30))
+            assert json.loads(p.stdout)["connections_completed"] > 0, p.stdout + p.stderr
+        wse.wait_until(lambda: totals(srv)["conn_open"] == 0, 10, "every connection closed")
+        r = subprocess.run(["curl", "-sS", "--cacert", path("ca.pem"), "--max-time", "5",
+                            f"https://localhost:{srv.tls_port}/healthz"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.stdout == "ok\n", r
