@@ -104,7 +104,7 @@ echo_cell() {       # NAME SIZE
     c0=$(tree_cpu "$SRV")
     build/wsbench "${raw[@]}" -c 1 -p 1 -d "$DURATION" -s "$size" --json "$(url "$name" "$p")" >"$out" 2>/dev/null
     c1=$(tree_cpu "$SRV")
-    msgs=$(jnum "$out" messages); rate=$(jnum "$out" msgs_per_s)
+    msgs=$(jnum "$out" messages); rate=$(jnum "$out" msgs_per_sec)
     printf '%s\techo\t%s\t%s\t%s\t%s\n' "$name" "$size" "$msgs" "$rate" \
         "$(awk -v a="$c0" -v b="$c1" -v m="$msgs" -v hz="$(getconf CLK_TCK)" \
             'BEGIN { printf "%.2f", m ? (b - a) / hz * 1e6 / m : 0 }')" >>"$TSV"
@@ -121,8 +121,8 @@ handshake_cell() {  # NAME full|resumed
     c0=$(tree_cpu "$SRV")
     build/wsbench --connect-rate "${extra[@]}" -c 50 -d "$DURATION" --json "$(url "$name" "$p")" >"$out" 2>/dev/null
     c1=$(tree_cpu "$SRV")
-    n=$(jnum "$out" handshakes)
-    printf '%s\ths-%s\t0\t%s\t%s\t%s\n' "$name" "$kind" "$n" "$(jnum "$out" handshakes_per_s)" \
+    n=$(jnum "$out" connections_completed)
+    printf '%s\ths-%s\t0\t%s\t%s\t%s\n' "$name" "$kind" "$n" "$(jnum "$out" conns_per_sec)" \
         "$(awk -v a="$c0" -v b="$c1" -v m="$n" -v hz="$(getconf CLK_TCK)" \
             'BEGIN { printf "%.1f", m ? (b - a) / hz * 1e6 / m : 0 }')" >>"$TSV"
     stop_server
