@@ -25,6 +25,7 @@
 #define WSE_MAX_LISTEN   16
 #define WSE_MAX_ORIGINS  32
 #define WSE_MAX_WORKERS  1024
+#define WSE_MAX_TLS_PAIRS 4     /* tls-cert/tls-key pairs (tls.h's WSE_TLS_MAX_PAIRS) */
 
 /* What the command line asks the process to do. */
 enum wse_mode {
@@ -41,8 +42,12 @@ struct wse_config {
     char signal_name[16];               /* with WSE_MODE_SIGNAL */
     char config_file[WSE_STR_MAX];      /* "" when none */
     unsigned workers;                   /* 1..WSE_MAX_WORKERS; default online CPUs */
+    /* Every address served: the plain ones (-l), then the TLS ones
+     * (--tls-listen, .tls set), all within WSE_MAX_LISTEN. */
     struct wse_listen listen[WSE_MAX_LISTEN];
     unsigned nlisten;
+    struct wse_listen tls_listen[WSE_MAX_LISTEN];   /* as given; merged into listen[] */
+    unsigned ntls_listen;
     char pid_file[WSE_STR_MAX];
     char stats_name[WSE_STR_MAX];       /* "" = derived from the first port */
     struct wse_listen metrics_listen[1];    /* GET /metrics served here (metrics.c) */
@@ -58,6 +63,15 @@ struct wse_config {
     char origins[WSE_MAX_ORIGINS][WSE_STR_MAX];
     unsigned norigins;                  /* 0: every Origin allowed */
     unsigned proxy_protocol;            /* 1: every connection starts with a PROXY header */
+
+    /* TLS (wss://, https://): read and checked by the master (master.c) */
+    char tls_cert[WSE_MAX_TLS_PAIRS][WSE_STR_MAX];  /* full chain, PEM */
+    unsigned ntls_cert;
+    char tls_key[WSE_MAX_TLS_PAIRS][WSE_STR_MAX];   /* the matching keys, in order */
+    unsigned ntls_key;
+    char tls_ciphers[WSE_STR_MAX];      /* TLS 1.2 cipher list; "" = OpenSSL's default */
+    char tls_ciphersuites[WSE_STR_MAX]; /* TLS 1.3 suites; "" = OpenSSL's default */
+    char tls_groups[WSE_STR_MAX];       /* key exchange groups; "" = OpenSSL's default */
 
     /* limits (bytes / counts) */
     uint64_t max_message;               /* default 16 MiB */

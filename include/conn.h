@@ -42,15 +42,22 @@ struct wse_iplimit;
 /* The table counting connections per client address, and this process's holder in it. */
 void wse_conn_iplimit(struct wse_iplimit *table, unsigned holder);
 
-/* Takes over an accepted, non-blocking socket. */
-void wse_conn_accepted(int fd, const struct sockaddr_storage *peer);
+struct wse_tls;
+
+/* The TLS contexts connections of a --tls-listen address use (inherited
+ * from the master; NULL when there is none). */
+void wse_conn_tls(struct wse_tls *tls);
+
+/* Takes over an accepted, non-blocking socket; tls: it came from a
+ * --tls-listen address (TLS first, after a PROXY header if configured). */
+void wse_conn_accepted(int fd, const struct sockaddr_storage *peer, bool tls);
 
 /*
  * Over --max-connections: answers an accepted socket 503 at once (never
  * blocking), closes it, and counts and logs it (rate-limited, and its access
  * line) without it becoming a connection.
  */
-void wse_conn_refuse_busy(int fd, const struct sockaddr_storage *peer);
+void wse_conn_refuse_busy(int fd, const struct sockaddr_storage *peer, bool tls);
 
 /* Open connections (any state). */
 unsigned wse_conn_count(void);

@@ -19,6 +19,12 @@
 int wse_master_run(const struct wse_config *cfg, int argc, char *const argv[]);
 
 /*
+ * -t: reads and checks the TLS certificates and keys cfg names, as a start
+ * or a reload would.  0 (also without TLS), or -1 with err naming the file.
+ */
+int wse_master_check_tls(const struct wse_config *cfg, char *err, size_t errlen);
+
+/*
  * -s NAME: sends reload (HUP), quit (QUIT), stop (TERM) or reopen (USR1) to
  * the master whose pid is in cfg->pid_file.  Returns the exit status.
  */

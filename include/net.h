@@ -4,6 +4,7 @@
 #ifndef WSE_NET_H
 #define WSE_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -16,6 +17,7 @@ struct wse_listen {
     char host[WSE_STR_MAX];   /* numeric address, without brackets */
     uint16_t port;
     int family;               /* AF_INET or AF_INET6 */
+    bool tls;                 /* a --tls-listen address: wss and https */
 };
 
 #define WSE_ADDR_MAX 64     /* "[ffff:...]:65535" and a NUL */

@@ -5,7 +5,8 @@
  * arrive the same way, as sd_listen_fds(3) does it: descriptors 3, 4, ...
  * with LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES, and each is named by what
  * it serves: "wsechod.listen.SLOT.PORT.HOST" (HOST with ':' written as
- * '.', since LISTEN_FDNAMES separates with ':') or
+ * '.', since LISTEN_FDNAMES separates with ':'), "wsechod.tls.SLOT.PORT.HOST"
+ * for a --tls-listen socket (never taken for a plain address), or
  * "wsechod.metrics.PORT.HOST".  A socket of another name (systemd's
  * default is the socket unit's name) is matched by its address only.
  * The address is always the socket's own (getsockname): a name is never

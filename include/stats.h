@@ -75,6 +75,14 @@
     X(err_1007, "protocol_errors_total", "code=\"1007\"", counter, "") \
     X(err_1009, "protocol_errors_total", "code=\"1009\"", counter, "") \
     X(backpressure, "backpressure_pauses_total", "", counter, "Times reading a peer paused for its unsent output") \
+    X(tls_hs_12, "tls_handshakes_total", "version=\"1.2\"", counter, "TLS handshakes completed, by version") \
+    X(tls_hs_13, "tls_handshakes_total", "version=\"1.3\"", counter, "") \
+    X(tls_resumed, "tls_resumed_total", "", counter, "TLS handshakes that resumed a session (ticket)") \
+    X(tls_fail_version, "tls_handshake_failures_total", "reason=\"version\"", counter, "TLS handshakes failed, by reason") \
+    X(tls_fail_http, "tls_handshake_failures_total", "reason=\"http\"", counter, "") \
+    X(tls_fail_timeout, "tls_handshake_failures_total", "reason=\"timeout\"", counter, "") \
+    X(tls_fail_closed, "tls_handshake_failures_total", "reason=\"closed\"", counter, "") \
+    X(tls_fail_other, "tls_handshake_failures_total", "reason=\"other\"", counter, "") \
     X(bytes_buffered, "bytes_buffered", "", gauge, "Output bytes waiting for slow peers")
 
 enum wse_stat_index {

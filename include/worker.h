@@ -17,6 +17,9 @@
 #include "iplimit.h"
 #include "stats.h"
 
+struct wse_tls;
+struct wse_tls_keys;
+
 struct wse_worker_args {
     int slot;
     unsigned generation;
@@ -27,11 +30,14 @@ struct wse_worker_args {
      * it to adopt (WSE_CHAN_WATCH) while that slot's worker is down. */
     const int *listen_fds;
     const unsigned *listen_slots;   /* for each socket: the slot whose worker watches it */
+    const bool *listen_tls;         /* ... and whether it is a --tls-listen socket */
     unsigned nlisten;
     int chan_fd;
     struct wse_stats_slot *stats;   /* this process's slot in the stats segment */
     struct wse_iplimit *iplimit;    /* connections per client address, all workers */
     unsigned holder;                /* this process's holder in it: its stats slot index */
+    struct wse_tls *tls;            /* this generation's TLS contexts; NULL without TLS */
+    struct wse_tls_keys *tls_keys;  /* the master's ticket keys (sealed read-only here) */
 };
 
 /*

@@ -18,6 +18,13 @@ reload has drained:
     handshake, one echo, close.
   * RELOADS SIGHUPs over the run, every third one right after another.
 
+With --tls, every client speaks wss:// to a --tls-listen address (the chain
+verified against a test CA made by scripts/test-ca.sh in the temporary
+directory), and before every SIGHUP the certificate and key files are swapped
+(RSA and ECDSA in turn, each written anew and renamed over the old one).
+After each reload that is not followed at once by another, new handshakes
+must see the new certificate's serial within --timeout.
+
 At the end it prints the counts and exits 1 if any connect failed, any
 connection was reset or closed without a close frame, any message was lost or
 corrupted, or the kernel's ListenDrops/ListenOverflows moved.
@@ -61,8 +68,11 @@ class Client:
         self.r, self.w = reader, writer
 
     @classmethod
-    async def connect(cls, port, timeout):
-        r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+    async def connect(cls, port, timeout, tls=None):
+        """tls: an ssl.SSLContext (wss://, the chain checked for localhost)."""
+        r, w = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port, ssl=tls,
+                                    server_hostname="localhost" if tls else None), timeout)
         key = base64.b64encode(os.urandom(16))
         w.write(b"GET /websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                 b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key +
@@ -143,7 +153,7 @@ class Tally:
         self.__dict__.update(connects=0, connect_failures=0, resets=0, messages=0, lost=0,
                              corrupted=0, retried=0, drain_closes=0, other_closes=0,
                              short_connections=0, short_failures=0, upgrades=0,
-                             upgrade_failures=0)
+                             upgrade_failures=0, serial_checks=0, serial_failures=0)
         self.errors = []
 
     def fail(self, what):
@@ -156,7 +166,7 @@ async def long_client(cid, args, stop, t):
     pending = None
     while not stop.is_set():
         try:
-            c = await Client.connect(args.port, args.timeout)
+            c = await Client.connect(args.client_port, args.timeout, args.ssl)
             t.connects += 1
         except (OSError, asyncio.TimeoutError, Broken) as e:
             t.connect_failures += 1
@@ -195,7 +205,7 @@ async def long_client(cid, args, stop, t):
 
 async def short_client(args, t):
     try:
-        c = await Client.connect(args.port, args.timeout)
+        c = await Client.connect(args.client_port, args.timeout, args.ssl)
         payload = os.urandom(16)
         c.send(0x2, payload)
         opcode, data = await asyncio.wait_for(c.recv_message(), args.timeout)
@@ -235,6 +245,9 @@ def write_config(args, workers):
         f.write(f"workers = {workers}\nlisten = 127.0.0.1:{args.port}\n"
                 f"drain-timeout = {args.drain_timeout}\nclose-spread = {args.close_spread}\n"
                 f"pid-file = {args.pid_file}\nlog-level = warn\n")
+        if args.tls:
+            f.write(f"tls-listen = 127.0.0.1:{args.tls_port}\n"
+                    f"tls-cert = {args.ca}/cert.pem\ntls-key = {args.ca}/key.pem\n")
     os.replace(tmp, args.conf)
 
 
@@ -266,17 +279,62 @@ async def upgrader(args, t):
         await asyncio.sleep(gap * random.uniform(0.5, 1.5))
 
 
+def swap_certificate(args, i):
+    """The next pair (RSA, ECDSA in turn) over the served files, each file
+    written anew and renamed over the old; returns its serial."""
+    name = ("rsa", "ec")[i % 2]
+    for src, dst in ((name + ".pem", "cert.pem"), (name + ".key", "key.pem")):
+        with open(os.path.join(args.ca, src), "rb") as f:
+            data = f.read()
+        tmp = os.path.join(args.ca, dst + ".new")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, os.path.join(args.ca, dst))
+    return args.serials[name]
+
+
+async def served_serial(args):
+    _, w = await asyncio.wait_for(
+        asyncio.open_connection("127.0.0.1", args.client_port, ssl=args.ssl,
+                                server_hostname="localhost"), args.timeout)
+    serial = int(w.get_extra_info("peercert")["serialNumber"], 16)
+    w.close()
+    return serial
+
+
+async def wait_for_serial(args, want, t):
+    """New handshakes see the certificate want (once the new generation serves)."""
+    t.serial_checks += 1
+    deadline = time.monotonic() + args.timeout
+    got = None
+    while time.monotonic() < deadline:
+        try:
+            got = await served_serial(args)
+        except (OSError, asyncio.TimeoutError) as e:
+            t.fail(f"serial check: {e!r}")
+            break
+        if got == want:
+            return
+        await asyncio.sleep(0.05)
+    t.serial_failures += 1
+    t.fail(f"new handshakes still see serial {got:X}, not {want:X}" if got else "no serial")
+
+
 async def reloader(args, pid, t):
     """RELOADS SIGHUPs spread over the run; every third right after the previous.
-    With --worker-counts, each reload first rewrites the worker count."""
+    With --worker-counts, each reload first rewrites the worker count; with
+    --tls, it first swaps the certificate."""
     if args.upgrade:
         return await upgrader(args, t)
     gap = args.duration / max(args.reloads, 1)
     for i in range(args.reloads):
         if args.worker_counts:
             write_config(args, args.worker_counts[(i + 1) % len(args.worker_counts)])
+        serial = swap_certificate(args, i + 1) if args.tls else None
         os.kill(pid, signal.SIGHUP)
         if i % 3 != 1:
+            if args.tls:
+                await wait_for_serial(args, serial, t)
             await asyncio.sleep(gap * random.uniform(0.5, 1.5))
     return
 
@@ -298,7 +356,22 @@ def free_port():
         return s.getsockname()[1]
 
 
+def make_ca(args, tmp):
+    """A test CA and the first pair in place (RSA); the client's context."""
+    import ssl
+    args.ca = os.path.join(tmp, "ca")
+    os.mkdir(args.ca)
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test-ca.sh")
+    subprocess.run(["sh", script, args.ca], check=True, capture_output=True)
+    args.serials = {n: int(open(os.path.join(args.ca, n + ".serial")).read().strip(), 16)
+                    for n in ("rsa", "ec")}
+    swap_certificate(args, 0)
+    args.ssl = ssl.create_default_context(cafile=os.path.join(args.ca, "ca.pem"))
+
+
 def start_server(args, tmp):
+    if args.tls:
+        make_ca(args, tmp)
     args.conf = conf = os.path.join(tmp, "wsechod.conf")
     args.pid_file = pid_file = os.path.join(tmp, "wsechod.pid")
     write_config(args, args.worker_counts[0] if args.worker_counts else args.workers)
@@ -380,11 +453,16 @@ def main():
     ap.add_argument("--close-spread", type=float, default=0.2)
     ap.add_argument("--timeout", type=float, default=10.0, help="per operation")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--tls", action="store_true",
+                    help="clients over wss://, the certificate swapped before every SIGHUP")
     ap.add_argument("--upgrade", action="store_true",
                     help="live upgrades (wsechod -s upgrade, a new copy of the binary each "
                          "time) instead of reloads")
     args = ap.parse_args()
     args.port = args.port or free_port()
+    args.tls_port = free_port() if args.tls else 0
+    args.client_port = args.tls_port or args.port
+    args.ssl = None
     args.worker_counts = [int(n) for n in args.worker_counts.split(",") if n]
 
     import resource
@@ -416,8 +494,8 @@ def main():
     drops = drops1[0] - drops0[0]
     overflows = drops1[1] - drops0[1]
     what = "upgrades" if args.upgrade else "reloads"
-    print(f"reload torture: {args.clients} clients, {args.reloads} {what}, {elapsed:.1f} s, "
-          f"{args.workers} workers")
+    print(f"reload torture: {args.clients} {'wss ' if args.tls else ''}clients, {args.reloads} "
+          f"{what}, {elapsed:.1f} s, {args.workers} workers")
     if args.upgrade:
         print(f"  upgrades {t.upgrades}, failed {t.upgrade_failures}")
     print(f"  connects {t.connects}, connect failures {t.connect_failures}, resets {t.resets}")
@@ -425,12 +503,15 @@ def main():
           f"retried after a drain close {t.retried}")
     print(f"  drain closes (1001/1012) {t.drain_closes}, other closes {t.other_closes}")
     print(f"  short connections {t.short_connections}, failed {t.short_failures}")
+    if args.tls:
+        print(f"  certificate swaps {args.reloads}, serial checks {t.serial_checks}, "
+              f"failed {t.serial_failures}")
     print(f"  ListenDrops {drops:+d}, ListenOverflows {overflows:+d}")
     for e in t.errors:
         print("  error:", e)
     stop_failed = getattr(proc, "returncode_override", 0)
     bad = (t.connect_failures or t.resets or t.lost or t.corrupted or t.other_closes or
-           t.short_failures or drops or overflows or proc.returncode != 0 or stop_failed or
+           t.short_failures or t.serial_failures or drops or overflows or proc.returncode != 0 or stop_failed or
            t.upgrade_failures or "upgrade failed" in server_log or
            "ERROR: AddressSanitizer" in server_log or "runtime error:" in server_log)
     if proc.returncode != 0:

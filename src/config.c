@@ -131,9 +131,12 @@ static const struct opt opts[] = {
     { .name = "workers", .letter = 'w', .kind = K_UINT, .flags = F_NCPU, FIELD(workers),
       .def_help = "online CPUs", .min = 1, .max = WSE_MAX_WORKERS, .arg = "N",
       .help = "worker processes" },
-    { .name = "listen", .letter = 'l', .kind = K_LISTEN, LIST(listen, nlisten),
+    { .name = "listen", .letter = 'l', .kind = K_LISTEN, .flags = F_OFF, LIST(listen, nlisten),
       .def = "0.0.0.0:8000", .arg = "ADDR:PORT",
-      .help = "numeric ADDR:PORT to listen on; repeat for more" },
+      .help = "numeric ADDR:PORT to listen on; repeat for more; off = TLS only" },
+    { .name = "tls-listen", .kind = K_LISTEN, .flags = F_OFF, LIST(tls_listen, ntls_listen),
+      .def_help = "none", .arg = "ADDR:PORT",
+      .help = "serve wss:// and https:// on ADDR:PORT; repeatable (needs tls-cert, tls-key)" },
     { .name = "metrics-listen", .kind = K_LISTEN, .flags = F_OFF,
       LIST(metrics_listen, nmetrics_listen), .def_help = "off", .arg = "ADDR:PORT",
       .help = "serve Prometheus GET /metrics here (not a listen port); off = none" },
@@ -163,6 +166,20 @@ static const struct opt opts[] = {
     { .name = "allow-origin", .kind = K_STRLIST, LIST(origins, norigins), .valid = valid_origin,
       .expect = "an origin like https://example.com, without spaces", .def_help = "any origin",
       .arg = "ORIGIN", .help = "accept handshakes from ORIGIN only; repeatable" },
+
+    /* TLS */
+    { .name = "tls-cert", .kind = K_STRLIST, LIST(tls_cert, ntls_cert), .valid = valid_nonempty,
+      .expect = "a file name", .def_help = "none", .arg = "FILE",
+      .help = "certificate chain (PEM, leaf first); repeat for RSA + ECDSA" },
+    { .name = "tls-key", .kind = K_STRLIST, LIST(tls_key, ntls_key), .valid = valid_nonempty,
+      .expect = "a file name", .def_help = "none", .arg = "FILE",
+      .help = "private key (PEM) of the tls-cert in the same position" },
+    { .name = "tls-ciphers", .kind = K_STRING, FIELD(tls_ciphers), .def = "",
+      .def_help = "OpenSSL's", .arg = "LIST", .help = "TLS 1.2 cipher list (OpenSSL syntax)" },
+    { .name = "tls-ciphersuites", .kind = K_STRING, FIELD(tls_ciphersuites), .def = "",
+      .def_help = "OpenSSL's", .arg = "LIST", .help = "TLS 1.3 cipher suites (OpenSSL syntax)" },
+    { .name = "tls-groups", .kind = K_STRING, FIELD(tls_groups), .def = "",
+      .def_help = "OpenSSL's", .arg = "LIST", .help = "key exchange groups, like X25519:P-256" },
 
     /* limits */
     { .name = "max-message", .kind = K_SIZE, FIELD(max_message), .def = "16M",
@@ -1041,12 +1058,58 @@ static int check_metrics_listen(struct loader *ld)
     return 0;
 }
 
+/*
+ * The TLS addresses join listen[] (marked .tls) after the plain ones, so
+ * everything that opens, passes and watches listeners sees one list.  A
+ * TLS address may not overlap a plain one: SO_REUSEPORT would let both
+ * bind and split its connections between the two protocols.
+ */
+static int merge_tls_listen(struct loader *ld)
+{
+    struct wse_config *c = ld->c;
+    char a[64], b[64];
+
+    if (c->ntls_cert != c->ntls_key)
+        return fail(ld, NULL, "tls-cert and tls-key come in pairs: %u %s, %u %s", c->ntls_cert,
+                    c->ntls_cert == 1 ? "certificate" : "certificates", c->ntls_key,
+                    c->ntls_key == 1 ? "key" : "keys");
+    if (c->ntls_listen && !c->ntls_cert)
+        return fail(ld, NULL, "tls-listen needs a certificate: give tls-cert and tls-key");
+    if (!c->ntls_listen && c->ntls_cert)
+        return fail(ld, NULL, "tls-cert is given but no tls-listen address serves it");
+    if (c->nlisten + c->ntls_listen == 0)
+        return fail(ld, NULL, "no address to serve: give listen or tls-listen");
+    if (c->nlisten + c->ntls_listen > WSE_MAX_LISTEN)
+        return fail(ld, NULL, "at most %u addresses in all (listen and tls-listen), got %u",
+                    WSE_MAX_LISTEN, c->nlisten + c->ntls_listen);
+    for (unsigned t = 0; t < c->ntls_listen; t++)
+        for (unsigned l = 0; l < c->nlisten; l++)
+            if (addresses_overlap(&c->tls_listen[t], &c->listen[l]))
+                return fail(ld, NULL, "tls-listen '%s' overlaps listen address '%s' (same "
+                            "port): one port serves one protocol",
+                            show(c->tls_listen[t].text, a, sizeof a),
+                            show(c->listen[l].text, b, sizeof b));
+    for (unsigned t = 0; t < c->ntls_listen; t++) {
+        c->listen[c->nlisten] = c->tls_listen[t];
+        c->listen[c->nlisten++].tls = true;
+    }
+    return 0;
+}
+
 static int finish(struct loader *ld)
 {
     struct wse_config *c = ld->c;
     char a[2 * WSE_STR_MAX], b[32];
 
     if (check_metrics_listen(ld) != 0)
+        return 2;
+    /* After the metrics check, which names the list the address came from. */
+    for (unsigned t = 0; t < c->ntls_listen; t++)
+        if (c->nmetrics_listen && addresses_overlap(&c->metrics_listen[0], &c->tls_listen[t]))
+            return fail(ld, NULL, "metrics-listen '%s' overlaps tls-listen address '%s' (same "
+                        "port): choose another port", show(c->metrics_listen[0].text, a, 64),
+                        show(c->tls_listen[t].text, b, sizeof b));
+    if (merge_tls_listen(ld) != 0)
         return 2;
     if (wse_priv_resolve(c->user, c->group, &c->cred, a, sizeof a) < 0)
         return fail(ld, NULL, "%s", a);

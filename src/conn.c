@@ -37,6 +37,7 @@
 #include "route.h"
 #include "stats.h"
 #include "timer.h"
+#include "tls.h"
 #include "transform.h"
 #include "transport.h"
 
@@ -63,6 +64,14 @@ enum conn_flag {
     F_HEAD = 1 << 5,            /* the request was a HEAD: answers go without their body */
     F_IP_COUNTED = 1 << 6,      /* counted in the per-address table: released in conn_free */
     F_ANSWERED = 1 << 7,        /* an HTTP answer (not 101): its access line is written */
+};
+
+/* Which transport carries a connection (transports[] below). */
+enum conn_tp { TP_PLAIN, TP_TLS };
+
+enum tls_flag {
+    T_PROXY_DONE = 1 << 0,      /* a TLS connection's PROXY header is read: TLS has begun */
+    T_TLS_DONE = 1 << 1,        /* its TLS handshake finished (and was counted) */
 };
 
 enum timer_kind { TK_NONE, TK_HANDSHAKE, TK_IDLE, TK_PINGED, TK_CLOSE };
@@ -97,6 +106,8 @@ struct conn {
     struct wse_peer peer;
     /* For the access line (counted always: cheaper than asking) */
     uint16_t close_code;        /* the first close frame's code, sent or received; 0: none */
+    uint8_t tp;                 /* enum conn_tp: its listener's transport */
+    uint8_t tflags;             /* enum tls_flag */
     uint32_t msgs;              /* data messages echoed, saturating */
     uint64_t bytes;             /* their payload bytes, as received */
 };
@@ -122,7 +133,7 @@ static struct {
     struct wse_route_cfg route;     /* the routing's view of cfg */
     const char *origins[WSE_MAX_ORIGINS];
     struct wse_transform xform;     /* what a data piece becomes on the way back */
-    const struct wse_transport *tp; /* the listeners' transport (all plain today) */
+    struct wse_tls *tls;        /* this generation's TLS contexts (NULL: no TLS listener) */
     struct wse_batch batch;     /* the output of the connection being served */
     char busy[256];             /* the 503 at --max-connections, built once */
     size_t busy_len;
@@ -132,6 +143,11 @@ static struct {
 } W;
 
 #define RB (W.rbuf + HEADROOM)
+
+static const struct wse_transport *const transports[] = {
+    [TP_PLAIN] = &wse_transport_plain, [TP_TLS] = &wse_transport_tls,
+};
+#define TP(c) (transports[(c)->tp])
 #define STAT(field, n) wse_stat_add(W.st, WSE_STAT_##field, (n))
 #define STAT_SUB(field, n) wse_stat_sub(W.st, WSE_STAT_##field, (n))
 
@@ -314,7 +330,7 @@ static void after_output(struct conn *c)
         out_release(c);
         if ((c->flags & (F_SHUT_AFTER | F_SHUT_DONE)) == F_SHUT_AFTER) {
             c->flags |= F_SHUT_DONE;
-            W.tp->shutdown(c->io.fd);
+            TP(c)->shutdown(c->io.fd);
         }
     }
     update_events(c);
@@ -326,7 +342,7 @@ static void send_iov(struct conn *c, struct iovec *iov, int niov, size_t total)
     ssize_t n = 0;
 
     if (!pending(c)) {
-        n = W.tp->writev(c->io.fd, iov, niov);
+        n = TP(c)->writev(c->io.fd, iov, niov);
         if (n < 0) {
             if (errno != EAGAIN && errno != EINTR) {
                 abort_conn(c, strerror(errno));
@@ -627,7 +643,7 @@ static void ws_read(struct conn *c)
     if (have)
         memcpy(RB, c->tail, have);
 
-    ssize_t n = W.tp->read(c->io.fd, RB + have, RBUF_SIZE - have);
+    ssize_t n = TP(c)->read(c->io.fd, RB + have, RBUF_SIZE - have);
     if (n <= 0) {
         char addr[WSE_ADDR_MAX];
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -830,7 +846,9 @@ static bool admit_per_ip(struct conn *c)
     }
     count_status(503);
     set_cause(c, CC_SERVER);
-    wse_connlimit_refuse(W.tp, c->io.fd, RB, RBUF_SIZE);
+    /* A TLS client could not read a 503 before its handshake: it is closed. */
+    if (c->tp == TP_PLAIN)
+        wse_connlimit_refuse(TP(c), c->io.fd, RB, RBUF_SIZE);
     conn_free(c);
     return false;
 }
@@ -880,6 +898,72 @@ static int proxy_step(struct conn *c, struct wse_proxy *px, const char *buf, siz
     return 1;
 }
 
+/* ---- TLS ----------------------------------------------------------------- */
+
+/* Has this TLS connection's handshake begun (its PROXY header, if any, read)
+ * without finishing?  Then a failure or a timeout is the handshake's. */
+static bool tls_in_handshake(const struct conn *c)
+{
+    return c->tp == TP_TLS && !(c->tflags & T_TLS_DONE) &&
+           (!W.cfg->proxy_protocol || (c->tflags & T_PROXY_DONE));
+}
+
+/* Counts the handshake once it has finished. */
+static void tls_note_done(struct conn *c)
+{
+    if (!tls_in_handshake(c) || !wse_tls_established(c->io.fd))
+        return;
+    const char *v = wse_tls_version(c->io.fd);
+    c->tflags |= T_TLS_DONE;
+    if (v && strcmp(v, "TLSv1.3") == 0)
+        STAT(tls_hs_13, 1);
+    else
+        STAT(tls_hs_12, 1);
+    if (wse_tls_resumed(c->io.fd))
+        STAT(tls_resumed, 1);
+}
+
+/*
+ * A TLS handshake that failed (why: OpenSSL's reason, or NULL when the peer
+ * closed): counted by reason, logged at debug only -- scanners and plain
+ * HTTP clients on a TLS port are common and nobody's error here.
+ */
+static void tls_failed(struct conn *c, const char *why)
+{
+    char addr[WSE_ADDR_MAX];
+
+    if (!why || strcmp(why, "connection reset") == 0) {
+        why = why ? why : "closed by the peer";
+        STAT(tls_fail_closed, 1);
+    } else if (strcmp(why, "http request") == 0 || strcmp(why, "https proxy request") == 0) {
+        STAT(tls_fail_http, 1);
+    } else if (strstr(why, "version") || strstr(why, "protocol")) {
+        STAT(tls_fail_version, 1);
+    } else {
+        STAT(tls_fail_other, 1);
+    }
+    log_debug("%s TLS handshake failed: %s", peer_str(c, addr), why);
+    set_cause(c, CC_ERROR);
+}
+
+/*
+ * The PROXY header in front of a TLS connection is read: TLS begins with
+ * the bytes behind it (rest[0..n), the start of the ClientHello).  The
+ * socket may stay quiet with those bytes already here, so the connection
+ * reads again at once.  False when it is gone.
+ */
+static bool tls_begin_after_proxy(struct conn *c, const char *rest, size_t n)
+{
+    hs_free(c);
+    c->tflags |= T_PROXY_DONE;
+    if (wse_tls_begin(c->io.fd, rest, n) < 0) {
+        abort_oom(c, "the TLS session");
+        return false;
+    }
+    ev_feed_event(W.loop, &c->io, EV_READ);
+    return true;
+}
+
 /*
  * Reads the request.  The common case, a request that arrives in one read,
  * is parsed straight from the worker's buffer and costs no allocation; only
@@ -903,22 +987,30 @@ static void hs_read(struct conn *c)
         wse_http_init(&req);
         wse_proxy_init(&px);
     }
-    ssize_t n = W.tp->read(c->io.fd, buf + have, c->hs ? W.hs_budget.cap - have : RBUF_SIZE);
+    ssize_t n = TP(c)->read(c->io.fd, buf + have, c->hs ? W.hs_budget.cap - have : RBUF_SIZE);
+    if (c->tp == TP_TLS)
+        tls_note_done(c);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
+        if (tls_in_handshake(c))
+            tls_failed(c, n < 0 ? wse_tls_failure(c->io.fd) : NULL);
         hs_free(c);
         conn_free(c);
         return;
     }
     have += (size_t)n;
 
-    if (W.cfg->proxy_protocol && !off) {
+    if (W.cfg->proxy_protocol && !off && !(c->tflags & T_PROXY_DONE)) {
         int step = proxy_step(c, &px, buf, have, &off);
         if (step < 0)
             return;
         if (step == 0) {
             hs_wait(c, buf, have, &req, &px, 0);
+            return;
+        }
+        if (c->tp == TP_TLS) {
+            tls_begin_after_proxy(c, buf + off, have - off);
             return;
         }
     }
@@ -952,11 +1044,12 @@ static void on_writable(struct conn *c)
 {
     while (pending(c)) {
         struct iovec iov = {.iov_base = c->out + c->out_pos, .iov_len = pending(c)};
-        ssize_t n = W.tp->writev(c->io.fd, &iov, 1);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
+        ssize_t n = TP(c)->writev(c->io.fd, &iov, 1);
+        if (n <= 0) {
+            if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 break;
-            abort_conn(c, strerror(errno));
+            /* Nothing written and no wait to report: retrying would spin. */
+            abort_conn(c, n < 0 ? strerror(errno) : "the transport wrote nothing");
             return;
         }
         c->out_pos += (uint32_t)n;
@@ -965,11 +1058,26 @@ static void on_writable(struct conn *c)
     after_output(c);
 }
 
+static void on_io_events(struct conn *c, int revents);
+
+/*
+ * A TLS session may hold decrypted input the last read had no room for (a
+ * full buffer, a handshake's small cap) while the socket stays quiet: then
+ * the connection reads again without waiting for the socket.
+ */
 static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct conn *c = container_of(w, struct conn, io);
     (void)loop;
 
+    on_io_events(c, revents);
+    if (c->tp == TP_TLS && !(c->flags & (F_DEAD | F_INPUT_HELD | F_READ_PAUSED)) &&
+        wse_tls_has_pending(c->io.fd))
+        ev_feed_event(W.loop, &c->io, EV_READ);
+}
+
+static void on_io_events(struct conn *c, int revents)
+{
     if (revents & EV_WRITE)
         on_writable(c);
     /* Input held back by the high-water mark goes before any new read. */
@@ -989,8 +1097,8 @@ static void update_events(struct conn *c)
 
     if (pending(c))
         want |= EV_WRITE;
-    if (W.tp->wants) {
-        unsigned tw = W.tp->wants(c->io.fd);
+    if (TP(c)->wants) {
+        unsigned tw = TP(c)->wants(c->io.fd);
         want |= (tw & WSE_WANT_READ ? EV_READ : 0) | (tw & WSE_WANT_WRITE ? EV_WRITE : 0);
     }
     if (c->flags & F_DEAD || want == (c->io.events & (EV_READ | EV_WRITE)))
@@ -1021,8 +1129,8 @@ static void conn_free(struct conn *c)
     default: STAT(close_reset, 1); break;
     }
     ev_io_stop(W.loop, &c->io);
-    if (W.tp->forget)
-        W.tp->forget(c->io.fd);
+    if (TP(c)->forget)
+        TP(c)->forget(c->io.fd);
     close(c->io.fd);
     wse_tlist_del(&c->tl);
     if (c->state == ST_HANDSHAKE)
@@ -1066,6 +1174,8 @@ static void hs_expired(struct wse_tlist *list, struct wse_tlink *link)
     char addr[WSE_ADDR_MAX];
     (void)list;
     c->timer = TK_NONE;
+    if (tls_in_handshake(c))
+        STAT(tls_fail_timeout, 1);
     log_debug("%s handshake timeout", peer_str(c, addr));
     set_cause(c, CC_TIMEOUT);
     conn_free(c);
@@ -1143,7 +1253,6 @@ int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg,
     W.page_head_len = wse_http_head_len(W.page, W.page_len);
     W.busy_len = wse_http_response(W.busy, sizeof W.busy, 503, "Retry-After: 1\r\n", NULL,
                                    "too many connections\n", 21);
-    W.tp = &wse_transport_plain;
     W.xform.prefix = cfg->echo_prefix;
     W.xform.prefix_len = cfg->echo_prefix_len;
     W.route.path = cfg->path;
@@ -1171,14 +1280,23 @@ int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg,
     return 0;
 }
 
-void wse_conn_accepted(int fd, const struct sockaddr_storage *peer)
+void wse_conn_tls(struct wse_tls *tls)
+{
+    W.tls = tls;
+}
+
+void wse_conn_accepted(int fd, const struct sockaddr_storage *peer, bool tls)
 {
     struct conn *c = calloc(1, sizeof *c);
 
-    if (!c) {
+    if (!c || (tls && wse_tls_attach(W.tls, fd, W.cfg->proxy_protocol) < 0)) {
+        log_limited(WSE_LOG_WARN, "out of memory", "closing a new connection: out of memory "
+                    "for its %s", c ? "TLS session" : "state");
+        free(c);
         close(fd);
         return;
     }
+    c->tp = tls ? TP_TLS : TP_PLAIN;
     set_peer(c, peer);
     if (wse_access_on())
         c->start_ms = wse_access_clock_ms();
@@ -1212,14 +1330,18 @@ static void access_refused(const struct sockaddr_storage *peer, int status)
     access_record(&c, status);
 }
 
-void wse_conn_refuse_busy(int fd, const struct sockaddr_storage *peer)
+void wse_conn_refuse_busy(int fd, const struct sockaddr_storage *peer, bool tls)
 {
     struct iovec iov = {.iov_base = W.busy, .iov_len = W.busy_len};
 
     log_limited(WSE_LOG_WARN, "connection limit", "connection limit %u reached: answering 503",
                 W.cfg->max_connections);
-    ssize_t w = W.tp->writev(fd, &iov, 1);
-    (void)w;        /* never blocking: a socket that cannot take it gets the close alone */
+    /* Never blocking: a socket that cannot take it gets the close alone, and
+     * so does a TLS client, which could not read an answer before its handshake. */
+    if (!tls) {
+        ssize_t w = wse_transport_plain.writev(fd, &iov, 1);
+        (void)w;
+    }
     close(fd);
     STAT(conn_accepted, 1);
     STAT(refused_503, 1);

@@ -31,6 +31,10 @@ int main(int argc, char *argv[])
         printf("wsechod %s (%s)\n", WSE_VERSION, WSE_GIT_DESCRIBE);
         return 0;
     case WSE_MODE_TEST:
+        if (wse_master_check_tls(&cfg, err, sizeof err) < 0) {
+            fprintf(stderr, "wsechod: %s\n", err);
+            return 2;
+        }
         printf("wsechod: configuration %s%sis ok\n", cfg.config_file,
                cfg.config_file[0] ? " " : "");
         return 0;

@@ -43,6 +43,7 @@
 #include "priv.h"
 #include "sockets.h"
 #include "stats.h"
+#include "tls.h"
 #include "worker.h"
 
 #define LISTEN_BACKLOG 4096
@@ -52,6 +53,12 @@
 #define STOP_KILL_AFTER 3.0      /* fast stop: SIGKILL what is left after this */
 #define READY_TIMEOUT 10.0       /* a new generation must be serving within this */
 #define MAX_GROUPS (2 * WSE_MAX_LISTEN)   /* old and new addresses during a reload */
+/* Session tickets: the key that issues them is replaced this often, and
+ * the one before still opens them, so a ticket lives one to two periods
+ * (and a session at most TICKET_PERIOD: SSL_CTX_set_timeout). */
+#define TICKET_PERIOD 3600
+
+_Static_assert(WSE_MAX_TLS_PAIRS == WSE_TLS_MAX_PAIRS, "config's and tls's pair limits");
 
 enum proc_state { P_STARTING, P_RUNNING, P_DRAINING, P_STOPPING };
 
@@ -118,6 +125,12 @@ static struct {
     int exit_status;
     pid_t pid;
     bool pid_file_written;
+    /* TLS: the serving generation's contexts, a reload's until it serves,
+     * and the ticket keys every generation shares (made once, rotated by
+     * ticket_timer, never written anywhere). */
+    struct wse_tls *tls, *next_tls;
+    struct wse_tls_keys *tls_keys;
+    ev_timer ticket_timer;
 } M;
 
 /*
@@ -173,6 +186,7 @@ static void upgrade_serving(void);
 static void upgrade_child_cleanup(void);
 static void upgrade_stop(void);
 static int stats_open(const char *name, char *err, size_t errlen);
+static int tls_build(const struct wse_config *cfg, struct wse_tls **out, char *err, size_t n);
 static bool pid_file_mine(void);
 
 /* ---- pid file ---------------------------------------------------------- */
@@ -257,9 +271,12 @@ static void remove_pid_file(void)
 
 /* ---- listener groups ----------------------------------------------------- */
 
+/* An address that turns TLS (or back) is another listener: its sockets are
+ * opened anew and the old ones closed when the old generation goes. */
 static bool same_addr(const struct wse_listen *a, const struct wse_listen *b)
 {
-    return a->family == b->family && a->port == b->port && strcmp(a->host, b->host) == 0;
+    return a->family == b->family && a->port == b->port && strcmp(a->host, b->host) == 0 &&
+           a->tls == b->tls;
 }
 
 static struct group *group_find(const struct wse_listen *addr)
@@ -375,7 +392,8 @@ static void groups_close_all(void)
  * A worker watches its own slot's, and holds the others so that it can
  * adopt an orphaned slot's at once (see "orphaned slots").
  */
-static unsigned fds_for(const struct wse_config *cfg, int *out, unsigned *slots, unsigned cap)
+static unsigned fds_for(const struct wse_config *cfg, int *out, unsigned *slots, bool *tls,
+                        unsigned cap)
 {
     unsigned n = 0;
 
@@ -386,6 +404,7 @@ static unsigned fds_for(const struct wse_config *cfg, int *out, unsigned *slots,
             unsigned k = wse_group_pick(s, cfg->workers, grp->nfds, pick, cap - n);
             for (unsigned i = 0; i < k; i++) {
                 slots[n] = s;
+                tls[n] = cfg->listen[l].tls;
                 out[n++] = grp->fds[pick[i]];
             }
         }
@@ -469,12 +488,15 @@ static void child_main(struct proc *p, const struct wse_config *cfg, int chan_fd
 {
     static int fds[WSE_MAX_LISTEN * WSE_MAX_WORKERS];
     static unsigned fd_slots[countof(fds)];
-    unsigned n = fds_for(cfg, fds, fd_slots, countof(fds));
+    static bool fd_tls[countof(fds)];
+    unsigned n = fds_for(cfg, fds, fd_slots, fd_tls, countof(fds));
     struct wse_worker_args args = {
         .slot = p->slot, .generation = p->generation, .master_pid = M.pid, .cfg = cfg,
-        .listen_fds = fds, .listen_slots = fd_slots, .nlisten = n, .chan_fd = chan_fd,
-        .stats = &M.stats.slots[p->stats_slot],
+        .listen_fds = fds, .listen_slots = fd_slots, .listen_tls = fd_tls, .nlisten = n,
+        .chan_fd = chan_fd, .stats = &M.stats.slots[p->stats_slot],
         .iplimit = &M.iplimit, .holder = (unsigned)p->stats_slot,
+        /* The generation's own contexts: a reload's while it starts. */
+        .tls = cfg == &M.next ? M.next_tls : M.tls, .tls_keys = M.tls_keys,
     };
 
     child_cleanup(fds, n);
@@ -696,6 +718,11 @@ static void swap_generation(void)
     ev_timer_stop(M.loop, &M.ready_timer);
     M.reloading = false;
     M.cfg = M.next;
+    /* The old workers have their copy of the old contexts (fork): the
+     * master's is not needed any more, no old worker is ever respawned. */
+    wse_tls_free(M.tls);
+    M.tls = M.next_tls;
+    M.next_tls = NULL;
     groups_prune(&M.cfg);
     metrics_commit(&M.cfg);
     store_sockets();
@@ -735,8 +762,8 @@ static void on_ready(struct proc *p)
         const char *all = wse_net_wildcard(l);
         const char *workers = wse_plural(M.nslots, "worker", "workers");
         char ws[WSE_STR_MAX + WSE_ADDR_MAX + 8], page[WSE_ADDR_MAX + 16], more[48] = "";
-        wse_net_url(ws, sizeof ws, "ws", l, M.cfg.path);
-        wse_net_url(page, sizeof page, "http", l, "/");
+        wse_net_url(ws, sizeof ws, l->tls ? "wss" : "ws", l, M.cfg.path);
+        wse_net_url(page, sizeof page, l->tls ? "https" : "http", l, "/");
         if (M.cfg.nlisten > 1)
             snprintf(more, sizeof more, " and %u more %s", M.cfg.nlisten - 1,
                      wse_plural(M.cfg.nlisten - 1, "address", "addresses"));
@@ -800,6 +827,8 @@ static void abandon_reload(const char *why)
     M.reloading = false;
     M.reload_again = false;
     M.generation = M.prev_generation;
+    wse_tls_free(M.next_tls);
+    M.next_tls = NULL;
     groups_rollback();
     metrics_rollback();
     restore_log();
@@ -835,6 +864,13 @@ static void close_prepared(int log_fd, int access_fd)
         close(access_fd);
 }
 
+/* A rejected reload's contexts. */
+static void tls_drop_next(void)
+{
+    wse_tls_free(M.next_tls);
+    M.next_tls = NULL;
+}
+
 static void reload(void)
 {
     char err[512];
@@ -855,6 +891,12 @@ static void reload(void)
         wse_notify("READY=1\nSTATUS=reload rejected: %s", err);
         return;
     }
+    /* Certificates and keys are read again: this is how they are rotated. */
+    if (tls_build(&M.next, &M.next_tls, err, sizeof err) < 0) {
+        log_error("reload: %s; configuration unchanged", err);
+        wse_notify("READY=1\nSTATUS=reload rejected: %s", err);
+        return;
+    }
     if (M.next.pid_file[0] && strcmp(M.next.pid_file, M.cfg.pid_file) != 0)
         log_warn("reload: pid-file cannot change on reload; keeping %s", M.cfg.pid_file);
     snprintf(M.next.pid_file, sizeof M.next.pid_file, "%s", M.cfg.pid_file);
@@ -864,6 +906,7 @@ static void reload(void)
         wse_log_errno(WSE_LOG_ERROR, "open", "reload rejected, configuration unchanged: log file %s",
                       M.next.log_file);
         wse_notify("READY=1\nSTATUS=reload rejected: cannot open log file %s", M.next.log_file);
+        tls_drop_next();
         return;
     }
     int access_fd;
@@ -873,18 +916,21 @@ static void reload(void)
         wse_notify("READY=1\nSTATUS=reload rejected: cannot open access log %s",
                    M.next.access_log);
         close_prepared(log_fd, -1);
+        tls_drop_next();
         return;
     }
     if (wse_priv_check(&M.next.cred, err, sizeof err) < 0) {
         log_error("reload: --user %s: %s; configuration unchanged", M.next.user, err);
         wse_notify("READY=1\nSTATUS=reload rejected: cannot switch to user %s", M.next.user);
         close_prepared(log_fd, access_fd);
+        tls_drop_next();
         return;
     }
     if (groups_open(&M.next) < 0) {
         log_error("reload: cannot listen on the new addresses; configuration unchanged");
         wse_notify("READY=1\nSTATUS=reload rejected: cannot listen on the new addresses");
         close_prepared(log_fd, access_fd);
+        tls_drop_next();
         return;
     }
     if (metrics_prepare(&M.next) < 0) {
@@ -894,6 +940,7 @@ static void reload(void)
                    "address");
         groups_rollback();
         close_prepared(log_fd, access_fd);
+        tls_drop_next();
         return;
     }
     /* The new workers inherit the master's logs at fork: switch them first. */
@@ -1836,6 +1883,9 @@ static void close_everything(void)
         for (unsigned i = 0; M.groups[g].used && i < M.groups[g].nfds; i++)
             close(M.groups[g].fds[i]);
     metrics_close();
+    wse_tls_free(M.tls);
+    wse_tls_free(M.next_tls);
+    wse_tls_keys_destroy(M.tls_keys);
     wse_stats_close(&M.stats);
     wse_iplimit_destroy(&M.iplimit);
     if (M.sigfd >= 0)
@@ -1867,6 +1917,73 @@ static int check_user(const struct wse_config *cfg)
     return 0;
 }
 
+/* ---- TLS ------------------------------------------------------------------ */
+
+static void tls_opts(const struct wse_config *cfg, struct wse_tls_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->npairs = cfg->ntls_cert;
+    for (unsigned i = 0; i < cfg->ntls_cert && i < WSE_TLS_MAX_PAIRS; i++) {
+        o->cert[i] = cfg->tls_cert[i];
+        o->key[i] = cfg->tls_key[i];
+    }
+    o->ciphers = cfg->tls_ciphers[0] ? cfg->tls_ciphers : NULL;
+    o->ciphersuites = cfg->tls_ciphersuites[0] ? cfg->tls_ciphersuites : NULL;
+    o->groups = cfg->tls_groups[0] ? cfg->tls_groups : NULL;
+    o->ticket_lifetime = TICKET_PERIOD;
+}
+
+static bool wants_tls(const struct wse_config *cfg)
+{
+    return cfg->ntls_listen > 0;
+}
+
+int wse_master_check_tls(const struct wse_config *cfg, char *err, size_t errlen)
+{
+    struct wse_tls_opts o;
+
+    if (!wants_tls(cfg))
+        return 0;
+    tls_opts(cfg, &o);
+    struct wse_tls *t = wse_tls_new(&o, NULL, err, errlen);
+    wse_tls_free(t);
+    return t ? 0 : -1;
+}
+
+static void on_ticket_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)t, (void)revents;
+    if (wse_tls_keys_rotate(M.tls_keys) < 0)
+        log_warn("TLS ticket keys: no randomness to rotate them; the current key stays");
+    else
+        log_debug("TLS ticket keys rotated (%llu)",
+                  (unsigned long long)wse_tls_keys_serial(M.tls_keys));
+}
+
+/*
+ * The contexts a generation of cfg serves TLS with, into *out (NULL when it
+ * has no TLS address).  The ticket keys are made with the first TLS
+ * configuration and kept for good: a reload must not cost every client its
+ * resumption.  0, or -1 with err naming the file.
+ */
+static int tls_build(const struct wse_config *cfg, struct wse_tls **out, char *err, size_t n)
+{
+    struct wse_tls_opts o;
+
+    *out = NULL;
+    if (!wants_tls(cfg))
+        return 0;
+    if (!M.tls_keys) {
+        if (!(M.tls_keys = wse_tls_keys_create(err, n)))
+            return -1;
+        ev_timer_init(&M.ticket_timer, on_ticket_timer, TICKET_PERIOD, TICKET_PERIOD);
+        ev_timer_start(M.loop, &M.ticket_timer);
+    }
+    tls_opts(cfg, &o);
+    *out = wse_tls_new(&o, M.tls_keys, err, n);
+    return *out ? 0 : -1;
+}
+
 static int start(void)
 {
     char name[WSE_STR_MAX + 2], err[512];
@@ -1878,6 +1995,10 @@ static int start(void)
     }
     if (setup_signals() < 0) {
         wse_log_errno(WSE_LOG_ERROR, "signalfd", "setting up signals");
+        return -1;
+    }
+    if (tls_build(&M.cfg, &M.tls, err, sizeof err) < 0) {
+        log_error("%s", err);
         return -1;
     }
     if (check_user(&M.cfg) < 0 || groups_open(&M.cfg) < 0 || metrics_open(&M.cfg) < 0)

@@ -30,7 +30,8 @@ void wse_sockets_name(char *out, size_t n, const struct wse_listen *addr, int sl
     if (slot == WSE_SOCK_METRICS)
         snprintf(out, n, "wsechod.metrics.%u.%s", addr->port, host);
     else
-        snprintf(out, n, "wsechod.listen.%d.%u.%s", slot, addr->port, host);
+        snprintf(out, n, "wsechod.%s.%d.%u.%s", addr->tls ? "tls" : "listen", slot, addr->port,
+                 host);
 }
 
 static bool same_listen(const struct wse_listen *a, const struct wse_listen *b)
@@ -93,25 +94,37 @@ static int check_socket(int fd, struct wse_passed *p, char *err, size_t errlen)
     return 0;
 }
 
-/* The slot a name gives, checked against the socket's own address. */
-static int slot_of_name(const char *name, const struct wse_listen *addr)
+/* The slot a name gives, checked against the socket's own address; a TLS
+ * listener's name ("wsechod.tls.") marks addr TLS, so that it is never
+ * taken for a plain one. */
+static int slot_of_name(const char *name, struct wse_listen *addr)
 {
     char want[WSE_SOCK_NAME_MAX];
-    const char *digits = name + strlen("wsechod.listen.");
+    const char *digits;
     char *end;
 
     wse_sockets_name(want, sizeof want, addr, WSE_SOCK_METRICS);
     if (strcmp(name, want) == 0)
         return WSE_SOCK_METRICS;
-    if (strncmp(name, "wsechod.listen.", strlen("wsechod.listen.")) != 0 || *digits < '0' ||
-        *digits > '9')
+    if (strncmp(name, "wsechod.listen.", strlen("wsechod.listen.")) == 0)
+        digits = name + strlen("wsechod.listen.");
+    else if (strncmp(name, "wsechod.tls.", strlen("wsechod.tls.")) == 0)
+        digits = name + strlen("wsechod.tls."), addr->tls = true;
+    else
         return WSE_SOCK_UNNAMED;
+    if (*digits < '0' || *digits > '9') {
+        addr->tls = false;
+        return WSE_SOCK_UNNAMED;
+    }
     errno = 0;
     long slot = strtol(digits, &end, 10);
     if (errno || *end != '.' || slot < 0 || slot >= WSE_MAX_WORKERS)
         return WSE_SOCK_UNNAMED;
     wse_sockets_name(want, sizeof want, addr, (int)slot);
-    return strcmp(name, want) == 0 ? (int)slot : WSE_SOCK_UNNAMED;
+    if (strcmp(name, want) == 0)
+        return (int)slot;
+    addr->tls = false;
+    return WSE_SOCK_UNNAMED;
 }
 
 /* LISTEN_FDS when LISTEN_PID is ours: the count, 0 when none, -1 if malformed. */
@@ -185,7 +198,10 @@ int wse_sockets_take(struct wse_passed_set *set, const struct wse_listen *addr, 
 
     for (unsigned i = 0; i < set->n; i++) {
         struct wse_passed *p = &set->s[i];
-        if (p->fd < 0 || !same_listen(&p->addr, addr))
+        /* A named socket keeps its protocol; an unnamed one (socket
+         * activation) serves whatever the configuration says. */
+        if (p->fd < 0 || !same_listen(&p->addr, addr) ||
+            (p->slot != WSE_SOCK_UNNAMED && p->addr.tls != addr->tls))
             continue;
         if (p->slot == slot) {
             any = p;
@@ -209,7 +225,8 @@ unsigned wse_sockets_slots(const struct wse_passed_set *set, const struct wse_li
 
     for (unsigned i = 0; i < set->n; i++) {
         const struct wse_passed *p = &set->s[i];
-        if (p->fd >= 0 && p->slot >= 0 && same_listen(&p->addr, addr) && (unsigned)p->slot >= n)
+        if (p->fd >= 0 && p->slot >= 0 && same_listen(&p->addr, addr) &&
+            p->addr.tls == addr->tls && (unsigned)p->slot >= n)
             n = (unsigned)p->slot + 1;
     }
     return n;

@@ -574,7 +574,15 @@ static ssize_t fail_as_errno(struct sess *x, int e, bool reading)
         errno = EAGAIN;
         return -1;
     case SSL_ERROR_ZERO_RETURN:
-        return 0;
+        if (reading)
+            return 0;
+        /* A write that met the peer's close_notify (OpenSSL reads while it
+         * finishes a handshake step): "0 bytes written" would be retried
+         * forever on a socket that stays writable. */
+        if (!x->fail)
+            x->fail = "closed by the peer";
+        errno = EPIPE;
+        return -1;
     case SSL_ERROR_SYSCALL:
         if (!x->fail)
             x->fail = "connection reset";

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "net.h"
 #include "priv.h"
+#include "tls.h"
 #include "worker.h"
 
 /*
@@ -183,11 +184,12 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         K.emfile_logged = false;
+        bool tls = w->data != NULL;
         if (wse_conn_count() >= cfg->max_connections) {
-            wse_conn_refuse_busy(fd, &peer);
+            wse_conn_refuse_busy(fd, &peer, tls);
             continue;
         }
-        wse_conn_accepted(fd, &peer);
+        wse_conn_accepted(fd, &peer, tls);
     }
 }
 
@@ -436,6 +438,10 @@ int wse_worker_run(const struct wse_worker_args *a)
         return 1;
     }
     wse_conn_iplimit(a->iplimit, a->holder);
+    wse_conn_tls(a->tls);
+    /* Only the master rotates the ticket keys; a worker only reads them. */
+    if (a->tls_keys)
+        wse_tls_keys_seal(a->tls_keys);
     K.listeners = calloc(a->nlisten ? a->nlisten : 1, sizeof *K.listeners);
     K.watched = calloc(a->nlisten ? a->nlisten : 1, sizeof *K.watched);
     if (!K.listeners || !K.watched) {
@@ -444,6 +450,8 @@ int wse_worker_run(const struct wse_worker_args *a)
     }
     for (unsigned i = 0; i < a->nlisten; i++) {
         ev_io_init(&K.listeners[i], on_accept, a->listen_fds[i], EV_READ);
+        /* on_accept tells a TLS listener by its watcher's data. */
+        K.listeners[i].data = a->listen_tls && a->listen_tls[i] ? (void *)&K : NULL;
         K.watched[i] = a->listen_slots[i] == (unsigned)a->slot;
     }
     ev_timer_init(&K.accept_backoff, on_accept_backoff, 0, 0);

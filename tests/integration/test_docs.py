@@ -69,13 +69,21 @@ def test_example_config_has_every_key_and_is_valid():
     assert not missing, f"keys missing from wsechod.conf.example: {sorted(missing)}"
     p = subprocess.run([wse.binary(), "-t", "-c", example], capture_output=True, text=True, timeout=10)
     assert p.returncode == 0, p.stderr
-    # Every commented line, uncommented, is valid too (paths made harmless).
+    # Every commented line, uncommented, is valid too (paths made harmless;
+    # the TLS files are a test CA's, since -t reads them).
     with tempfile.TemporaryDirectory() as d:
+        tls = os.path.join(d, "tls")
+        os.mkdir(tls)
+        subprocess.run(["sh", os.path.join(wse.ROOT, "scripts", "test-ca.sh"), tls], check=True,
+                       capture_output=True, timeout=60)
+        os.rename(os.path.join(tls, "rsa.pem"), os.path.join(tls, "fullchain.pem"))
+        os.rename(os.path.join(tls, "rsa.key"), os.path.join(tls, "privkey.pem"))
         lines = []
         for line in text.splitlines():
             m = re.match(r"^#([a-z][a-z-]+ = .*)", line)
             if m and not m.group(1).startswith("listen = [::]"):
-                lines.append(m.group(1).replace("/run/", d + "/").replace("/var/log/", d + "/"))
+                lines.append(m.group(1).replace("/run/", d + "/").replace("/var/log/", d + "/")
+                             .replace("/etc/wsechod/tls/", tls + "/"))
         conf = os.path.join(d, "all.conf")
         open(conf, "w").write("\n".join(lines) + "\n")
         p = subprocess.run([wse.binary(), "-t", "-c", conf], capture_output=True, text=True, timeout=10)

@@ -535,16 +535,17 @@ START_TEST(listen_rejects)
 
     ck_fails_with(LOAD("-l", "localhost:8000"),
                   "--listen: expected a numeric IPv4 address, '*' or a bracketed IPv6 address "
-                  "(host names are not resolved), got 'localhost:8000'");
+                  "(host names are not resolved) (or off), got 'localhost:8000'");
     ck_fails_with(LOAD("-l", "::1:8000"),
-                  "--listen: expected an IPv6 address in brackets, like [::1]:8000, got '::1:8000'");
+                  "--listen: expected an IPv6 address in brackets, like [::1]:8000 (or off), "
+                  "got '::1:8000'");
     ck_fails_with(LOAD("-l", "1.2.3.4:0"),
-                  "--listen: expected a port from 1 to 65535 after the ':', got '1.2.3.4:0'");
+                  "--listen: expected a port from 1 to 65535 after the ':' (or off), got '1.2.3.4:0'");
     ck_fails_with(LOAD("-l", "1.2.3.4"),
-                  "--listen: expected a numeric ADDRESS:PORT like 0.0.0.0:8000, [::1]:8000 or *:8000, "
+                  "--listen: expected a numeric ADDRESS:PORT like 0.0.0.0:8000, [::1]:8000 or *:8000 (or off), "
                   "got '1.2.3.4'");
     ck_fails_with(LOAD("-l", "[zz]:80"),
-                  "--listen: expected a numeric IPv6 address inside the brackets, got '[zz]:80'");
+                  "--listen: expected a numeric IPv6 address inside the brackets (or off), got '[zz]:80'");
 }
 END_TEST
 
@@ -588,6 +589,41 @@ START_TEST(listen_repeat_and_duplicates)
     args[n - 2] = "-l";
     ck_fails_with(load_args(&cfg, args),
                   "--listen: at most 16 addresses, got one more: '127.0.0.1:9016'");
+}
+END_TEST
+
+/* TLS addresses join listen[] after the plain ones, marked; the files are
+ * not read here (-t and the master read them, master.c). */
+START_TEST(tls_listen_merged_and_checked)
+{
+    ck_assert_int_eq(LOAD("-l", "127.0.0.1:80", "--tls-listen", "127.0.0.1:443", "--tls-cert",
+                          "a.pem", "--tls-key", "a.key", "--tls-cert", "b.pem", "--tls-key",
+                          "b.key", "--tls-groups", "X25519"), 0);
+    ck_assert_uint_eq(cfg.nlisten, 2);
+    ck_assert(!cfg.listen[0].tls);
+    ck_assert(cfg.listen[1].tls);
+    ck_assert_str_eq(cfg.listen[1].text, "127.0.0.1:443");
+    ck_assert_uint_eq(cfg.ntls_cert, 2);
+    ck_assert_str_eq(cfg.tls_key[1], "b.key");
+    ck_assert_str_eq(cfg.tls_groups, "X25519");
+
+    /* TLS only. */
+    ck_assert_int_eq(LOAD("-l", "off", "--tls-listen", "[::1]:443", "--tls-cert", "a.pem",
+                          "--tls-key", "a.key"), 0);
+    ck_assert_uint_eq(cfg.nlisten, 1);
+    ck_assert(cfg.listen[0].tls);
+
+    ck_fails_with(LOAD("--tls-listen", "127.0.0.1:443"),
+                  "tls-listen needs a certificate: give tls-cert and tls-key");
+    ck_fails_with(LOAD("--tls-listen", "127.0.0.1:443", "--tls-cert", "a.pem"),
+                  "tls-cert and tls-key come in pairs: 1 certificate, 0 keys");
+    ck_fails_with(LOAD("--tls-cert", "a.pem", "--tls-key", "a.key"),
+                  "tls-cert is given but no tls-listen address serves it");
+    ck_fails_with(LOAD("-l", "off"), "no address to serve: give listen or tls-listen");
+    ck_fails_with(LOAD("-l", "0.0.0.0:443", "--tls-listen", "127.0.0.1:443", "--tls-cert",
+                       "a.pem", "--tls-key", "a.key"),
+                  "tls-listen '127.0.0.1:443' overlaps listen address '0.0.0.0:443' (same port): "
+                  "one port serves one protocol");
 }
 END_TEST
 
@@ -701,7 +737,7 @@ START_TEST(file_errors)
     ck_fails_with(LOADF("Workers = 2\n"), at_file("1: unknown key 'Workers'"));
     ck_fails_with(LOADF("listen = localhost:80\n"),
                   at_file("1: listen: expected a numeric IPv4 address, '*' or a bracketed IPv6 "
-                          "address (host names are not resolved), got 'localhost:80'"));
+                          "address (host names are not resolved) (or off), got 'localhost:80'"));
     ck_fails_with(LOADF("listen = 1.2.3.4:80\nlisten = 1.2.3.4:80\n"),
                   at_file("2: listen: duplicate address '1.2.3.4:80' (already listening on '1.2.3.4:80')"));
 
@@ -1056,6 +1092,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, listen_forms);
     tcase_add_test(tc, listen_rejects);
     tcase_add_test(tc, listen_repeat_and_duplicates);
+    tcase_add_test(tc, tls_listen_merged_and_checked);
     tcase_add_test(tc, origins_up_to_limit);
     tcase_add_test(tc, file_syntax);
     tcase_add_test(tc, file_quoting);

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -525,6 +526,40 @@ START_TEST(close_notify_goes_before_the_fin)
 }
 END_TEST
 
+/* A peer that said close_notify (and left) while the server still had
+ * output: the write fails (EPIPE), never "0 bytes written", which the
+ * connection would retry forever on a socket that stays writable. */
+START_TEST(a_write_after_the_peers_close_notify_fails)
+{
+    struct wse_tls *t = ec_ctx(NULL);
+    SSL_CTX *cc = client_ctx(TLS1_3_VERSION);
+    struct pair p;
+    signal(SIGPIPE, SIG_IGN);   /* as a worker does */
+    pair_open(&p, t, cc, false);
+    ck_assert_int_eq(handshake(&p), 0);
+    SSL_shutdown(p.c);
+    close(p.cfd);
+    p.cfd = -1;
+    char big[4096];
+    memset(big, 'x', sizeof big);
+    struct iovec iov = {big, sizeof big};
+    for (int i = 0; i < 64; i++) {
+        errno = 0;
+        ssize_t n = wse_transport_tls.writev(p.sfd, &iov, 1);
+        ck_assert_msg(n != 0, "write %d: 0 bytes written, no error", i);
+        if (n < 0) {
+            ck_assert_msg(errno != EAGAIN, "write %d: EAGAIN from a closed peer", i);
+            break;
+        }
+    }
+    wse_transport_tls.forget(p.sfd);
+    close(p.sfd);
+    SSL_free(p.c);
+    SSL_CTX_free(cc);
+    wse_tls_free(t);
+}
+END_TEST
+
 /* A PROXY header in the clear, then TLS, the ClientHello arriving in the
  * same read as the header. */
 START_TEST(proxy_header_then_tls)
@@ -741,6 +776,7 @@ int main(void)
     tcase_add_test(tc, garbage_fails_with_a_reason);
     tcase_add_loop_test(tc, partial_writes_retry_from_a_moved_buffer, 0, 2);
     tcase_add_test(tc, close_notify_goes_before_the_fin);
+    tcase_add_test(tc, a_write_after_the_peers_close_notify_fails);
     tcase_add_test(tc, proxy_header_then_tls);
     tcase_add_test(tc, tickets_resume_across_contexts_and_one_rotation);
     tcase_add_test(tc, a_forked_worker_sees_later_rotations);
