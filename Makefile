@@ -49,7 +49,7 @@ endif
 # Layer 0: the pure protocol core (libc, libcrypto, libb64 only).
 CORE    := common utf8 frame msg http handshake page proxy route transform hsbuf pmd pmdz
 # Layer 1: infrastructure without libev.
-INFRA   := log config net chan stats notify iplimit prom priv transport groups sockets tls access connlimit
+INFRA   := log config net chan stats notify iplimit prom priv transport groups sockets tls access connlimit pmdconn
 # Layer 2: on libev.
 SERVER  := conn timer worker master stats_cli metrics
 

@@ -164,6 +164,26 @@ static const struct opt opts[] = {
       .expect = "an origin like https://example.com, without spaces", .def_help = "any origin",
       .arg = "ORIGIN", .help = "accept handshakes from ORIGIN only; repeatable" },
 
+    /* permessage-deflate */
+    { .name = "permessage-deflate", .kind = K_BOOL, FIELD(permessage_deflate), .def = "no",
+      .help = "accept permessage-deflate (RFC 7692) when a client offers it" },
+    { .name = "deflate-window-bits", .kind = K_UINT, FIELD(deflate_window_bits), .def = "15",
+      .min = 8, .max = 15, .arg = "N",
+      .help = "largest window the server compresses with (2^N bytes; 8 runs as 9)" },
+    { .name = "deflate-mem-level", .kind = K_UINT, FIELD(deflate_mem_level), .def = "8",
+      .min = 1, .max = 9, .arg = "N", .help = "zlib memLevel of the server's compressor" },
+    { .name = "deflate-level", .kind = K_UINT, FIELD(deflate_level), .def = "1",
+      .min = 0, .max = 9, .arg = "N", .help = "zlib compression level of the echo" },
+    { .name = "deflate-server-takeover", .kind = K_BOOL, FIELD(deflate_server_takeover),
+      .def = "no", .help = "keep the compressor's context between messages (costs memory)" },
+    { .name = "deflate-client-takeover", .kind = K_BOOL, FIELD(deflate_client_takeover),
+      .def = "no", .help = "let clients keep their context between messages (costs memory)" },
+    { .name = "deflate-min-size", .kind = K_SIZE, FIELD(deflate_min_size), .def = "32",
+      .min = 0, .max = (uint64_t)1 << 40, .arg = "SIZE",
+      .help = "echo compressed messages smaller than this uncompressed" },
+    { .name = "deflate-safari-guard", .kind = K_BOOL, FIELD(deflate_safari_guard), .def = "yes",
+      .help = "keep a decompression context for Safari 15.0-15.3" },
+
     /* limits */
     { .name = "max-message", .kind = K_SIZE, FIELD(max_message), .def = "16M",
       .min = 1, .max = (uint64_t)1 << 40, .arg = "SIZE",

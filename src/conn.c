@@ -38,6 +38,8 @@
 #include "stats.h"
 #include "timer.h"
 #include "transform.h"
+#include "pmd.h"
+#include "pmdconn.h"
 #include "transport.h"
 
 #define RBUF_SIZE   (256 * 1024)    /* one read's worth; large messages stream */
@@ -99,6 +101,7 @@ struct conn {
     uint16_t close_code;        /* the first close frame's code, sent or received; 0: none */
     uint32_t msgs;              /* data messages echoed, saturating */
     uint64_t bytes;             /* their payload bytes, as received */
+    struct wse_pmdconn *pmd;    /* permessage-deflate's state; NULL without it */
 };
 
 /* Worker-wide state shared by all connections of this process. */
@@ -425,6 +428,31 @@ static void echo_piece(struct conn *c, const struct wse_event *ev)
         wse_transform_echo(&W.xform, &W.batch, ev);     /* an empty batch takes it */
 }
 
+static void fail_ws(struct conn *c, uint16_t code);
+
+static bool pmd_flush(void *ctx)
+{
+    struct conn *c = ctx;
+
+    flush(c);
+    return !(c->flags & F_DEAD);
+}
+
+/* A compressed message's piece: inflated, checked and deflated back. */
+static void echo_compressed(struct conn *c, const struct wse_event *ev)
+{
+    uint64_t inflated;
+    unsigned code = wse_pmdconn_data(c->pmd, &W.batch, ev, W.xform.prefix, W.xform.prefix_len,
+                                     pmd_flush, c, &inflated);
+
+    count_piece(ev, 0);
+    c->bytes += ev->len;
+    if (ev->last && c->msgs < UINT32_MAX)
+        c->msgs++;
+    if (code && !(c->flags & F_DEAD))
+        fail_ws(c, (uint16_t)code);
+}
+
 static void queue_close(struct conn *c, uint16_t code, const char *reason)
 {
     uint8_t *s = scratch(c, 2 + WSE_CONTROL_MAX);
@@ -470,7 +498,9 @@ static void on_event(struct conn *c, const struct wse_event *ev)
 {
     switch (ev->kind) {
     case WSE_EV_DATA:
-        if (c->state == ST_OPEN)
+        if (c->state == ST_OPEN && ev->compressed)
+            echo_compressed(c, ev);
+        else if (c->state == ST_OPEN)
             echo_piece(c, ev);
         else if (ev->frame_start)
             STAT(frames_in, 1);
@@ -502,6 +532,7 @@ static const char *close_reason(uint16_t code)
     case WSE_CLOSE_PROTOCOL: return "protocol error";
     case WSE_CLOSE_BAD_DATA: return "invalid UTF-8";
     case WSE_CLOSE_TOO_BIG: return "message too big";
+    case WSE_CLOSE_INTERNAL: return "internal error";
     default: return "";
     }
 }
@@ -571,7 +602,6 @@ static bool stop_at_high_water(struct conn *c, const uint8_t *rest, size_t n)
 static void ws_process(struct conn *c, uint8_t *base, size_t have)
 {
     size_t pos = 0;
-    char addr[WSE_ADDR_MAX];
 
     batch_reset();
     while (pos < have && c->state != ST_LINGER) {
@@ -596,15 +626,23 @@ static void ws_process(struct conn *c, uint8_t *base, size_t have)
             }
             break;
         }
-        log_limited(WSE_LOG_WARN, "failing connection", "%s failing connection with %u: %s",
-                    peer_str(c, addr), ev.code, close_reason(ev.code));
-        set_cause(c, CC_ERROR);
-        set_close_code(c, ev.code);
-        count_error(ev.code);
-        queue_close(c, ev.code, close_reason(ev.code));
-        linger(c);
+        fail_ws(c, ev.code);
     }
     flush(c);
+}
+
+/* Fails the connection with code: the close frame, then linger. */
+static void fail_ws(struct conn *c, uint16_t code)
+{
+    char addr[WSE_ADDR_MAX];
+
+    log_limited(WSE_LOG_WARN, "failing connection", "%s failing connection with %u: %s",
+                peer_str(c, addr), code, close_reason(code));
+    set_cause(c, CC_ERROR);
+    set_close_code(c, code);
+    count_error(code);
+    queue_close(c, code, close_reason(code));
+    linger(c);
 }
 
 /* The output has drained below low-water: parse what the paused read left. */
@@ -736,12 +774,20 @@ static void respond_page(struct conn *c)
  */
 static void upgrade(struct conn *c, const struct wse_http_req *req, const char *buf)
 {
-    char resp[256];
+    char resp[256 + WSE_PMD_RESPONSE_MAX];
     char addr[WSE_ADDR_MAX];
-    size_t n = wse_handshake_response(resp, sizeof resp, buf + req->key.off, req->key.len,
-                                      NULL, 0);
+    char ext[WSE_PMD_RESPONSE_MAX];
+    size_t ext_len = 0;
+    const char *why = NULL;
+    struct wse_pmdconn *pmd = W.cfg->permessage_deflate
+                              ? wse_pmdconn_negotiate(req, buf, ext, &ext_len, &why) : NULL;
+    size_t n = wse_handshake_response_ext(resp, sizeof resp, buf + req->key.off, req->key.len,
+                                          NULL, 0, ext, ext_len);
 
+    if (why)
+        log_debug("%s permessage-deflate: %s", peer_str(c, addr), why);
     if (!n) {
+        wse_pmdconn_free(pmd);
         log_limited(WSE_LOG_ERROR, "handshake response", "%s handshake refused with 500: the "
                     "101 response does not fit %zu bytes", peer_str(c, addr), sizeof resp);
         respond(c, 500, NULL, NULL);
@@ -749,7 +795,8 @@ static void upgrade(struct conn *c, const struct wse_http_req *req, const char *
     }
     c->state = ST_OPEN;
     STAT(handshakes, 1);
-    wse_parser_init(&c->ps, W.cfg->max_message, 0);
+    c->pmd = pmd;
+    wse_parser_init(&c->ps, W.cfg->max_message, pmd ? WSE_RSV1 : 0);
     c->last_rx = ev_now(W.loop);
     set_timer(c, TK_IDLE);
     log_debug("%s open %.*s", peer_str(c, addr), req->path.len, buf + req->path.off);
@@ -1027,6 +1074,8 @@ static void conn_free(struct conn *c)
     wse_tlist_del(&c->tl);
     if (c->state == ST_HANDSHAKE)
         hs_free(c);
+    wse_pmdconn_free(c->pmd);
+    c->pmd = NULL;
     c->next_dead = W.dead;
     W.dead = c;
     W.nconns--;
@@ -1144,6 +1193,16 @@ int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg,
     W.busy_len = wse_http_response(W.busy, sizeof W.busy, 503, "Retry-After: 1\r\n", NULL,
                                    "too many connections\n", 21);
     W.tp = &wse_transport_plain;
+    struct wse_pmdconn_cfg pc = {
+        .enabled = cfg->permessage_deflate, .window_bits = (uint8_t)cfg->deflate_window_bits,
+        .mem_level = (uint8_t)cfg->deflate_mem_level, .level = (uint8_t)cfg->deflate_level,
+        .server_takeover = cfg->deflate_server_takeover,
+        .client_takeover = cfg->deflate_client_takeover,
+        .safari_guard = cfg->deflate_safari_guard, .min_size = cfg->deflate_min_size,
+        .max_message = cfg->max_message,
+    };
+    if (wse_pmdconn_setup(&pc) != WSE_OK)
+        return -1;
     W.xform.prefix = cfg->echo_prefix;
     W.xform.prefix_len = cfg->echo_prefix_len;
     W.route.path = cfg->path;

@@ -1,0 +1,408 @@
+/*
+ * pmdconn.c - the deflate transform: where permessage-deflate's streams live
+ * and how a compressed piece becomes echoed frames (see pmdconn.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "pmd.h"
+#include "pmdconn.h"
+#include "pmdz.h"
+#include "utf8.h"
+
+/* Inflated bytes per step: the window, which takeover's carry-over needs. */
+#define OUT_CAP (1u << WSE_PMD_BITS_MAX)
+/* Compressed bytes per echoed frame at most. */
+#define FRAME_CAP (16u * 1024)
+/* Inflate streams kept for lending; more are allocated and freed as needed. */
+#define FREE_KEEP 16
+
+/* A stream and the memory zlib carves from, in one allocation. */
+struct own_inflate {
+    struct wse_inflate in;
+    struct own_inflate *next;       /* on the free list */
+    _Alignas(WSE_PMDZ_ALIGN) uint8_t mem[];
+};
+
+struct own_deflate {
+    struct wse_deflate d;
+    _Alignas(WSE_PMDZ_ALIGN) uint8_t mem[];
+};
+
+struct wse_pmdconn {
+    struct own_inflate *in;     /* owned (takeover), or lent while a message arrives */
+    struct own_deflate *out;    /* owned with server takeover, else NULL */
+    struct wse_utf8 utf8;       /* the inflated text of the open message */
+    uint8_t deflate_bits;
+    bool in_owned;
+    bool started;               /* the echo's first frame went out */
+};
+
+static struct {
+    struct wse_pmdconn_cfg cfg;
+    struct wse_pmd_cfg pmd;
+    uint8_t *buf[2];                            /* OUT_CAP + WSE_STR_MAX each */
+    struct own_deflate *shared[WSE_PMD_BITS_MAX + 1];  /* no server takeover, by bits */
+    struct own_inflate *free_list;
+    unsigned nfree;
+} P;
+
+int wse_pmdconn_setup(const struct wse_pmdconn_cfg *cfg)
+{
+    P.cfg = *cfg;
+    P.pmd.server_bits = cfg->window_bits;
+    P.pmd.client_bits = WSE_PMD_BITS_MAX;
+    P.pmd.server_takeover = cfg->server_takeover;
+    P.pmd.client_takeover = cfg->client_takeover;
+    if (!cfg->enabled)
+        return WSE_OK;
+    for (int i = 0; i < 2; i++)
+        if (!P.buf[i] && !(P.buf[i] = malloc(OUT_CAP + WSE_STR_MAX)))
+            return WSE_FAIL;
+    return WSE_OK;
+}
+
+/* ---- streams ---- */
+
+static struct own_inflate *inflate_new(unsigned bits, bool takeover)
+{
+    size_t mem = wse_inflate_mem(bits);
+    struct own_inflate *o = aligned_alloc(WSE_PMDZ_ALIGN,
+                                          (sizeof *o + mem + WSE_PMDZ_ALIGN - 1) &
+                                          ~(size_t)(WSE_PMDZ_ALIGN - 1));
+
+    if (!o)
+        return NULL;
+    if (wse_inflate_init(&o->in, o->mem, mem, bits, takeover, P.cfg.max_message) != WSE_OK) {
+        inflateEnd(&o->in.zs);
+        free(o);
+        return NULL;
+    }
+    return o;
+}
+
+static void inflate_del(struct own_inflate *o)
+{
+    if (o) {
+        inflateEnd(&o->in.zs);
+        free(o);
+    }
+}
+
+static struct own_inflate *inflate_borrow(void)
+{
+    struct own_inflate *o = P.free_list;
+
+    if (!o)
+        return inflate_new(WSE_PMD_BITS_MAX, false);
+    P.free_list = o->next;
+    P.nfree--;
+    return o;
+}
+
+static void inflate_return(struct own_inflate *o)
+{
+    if (P.nfree >= FREE_KEEP) {
+        inflate_del(o);
+        return;
+    }
+    o->next = P.free_list;
+    P.free_list = o;
+    P.nfree++;
+}
+
+static struct own_deflate *deflate_new(unsigned bits, bool takeover)
+{
+    size_t mem = wse_deflate_mem(bits, P.cfg.mem_level);
+    struct own_deflate *o = aligned_alloc(WSE_PMDZ_ALIGN,
+                                          (sizeof *o + mem + WSE_PMDZ_ALIGN - 1) &
+                                          ~(size_t)(WSE_PMDZ_ALIGN - 1));
+
+    if (!o)
+        return NULL;
+    if (wse_deflate_init(&o->d, o->mem, mem, bits, P.cfg.mem_level,
+                         (int)P.cfg.level, takeover) != WSE_OK) {
+        deflateEnd(&o->d.zs);
+        free(o);
+        return NULL;
+    }
+    return o;
+}
+
+static void deflate_del(struct own_deflate *o)
+{
+    if (o) {
+        deflateEnd(&o->d.zs);
+        free(o);
+    }
+}
+
+/* The compressor for pc's echo: its own, or the worker's for its window. */
+static struct wse_deflate *deflater(struct wse_pmdconn *pc)
+{
+    if (pc->out)
+        return &pc->out->d;
+    struct own_deflate **s = &P.shared[pc->deflate_bits];
+    if (!*s)
+        *s = deflate_new(pc->deflate_bits, false);
+    return *s ? &(*s)->d : NULL;
+}
+
+/* ---- negotiation ---- */
+
+/* "Version/15.N" with N 0..3 and no more digits, at p. */
+static bool has_token_15x(const char *ua, size_t len, const char *tok, char sep)
+{
+    size_t tl = strlen(tok);
+
+    for (size_t i = 0; i + tl + 3 <= len; i++) {
+        if (memcmp(ua + i, tok, tl) != 0)
+            continue;
+        const char *v = ua + i + tl;
+        if (v[0] == '1' && v[1] == '5' && v[2] == sep && i + tl + 3 < len &&
+            v[3] >= '0' && v[3] <= '3' && (i + tl + 4 == len || v[4] < '0' || v[4] > '9'))
+            return true;
+    }
+    return false;
+}
+
+static bool has(const char *ua, size_t len, const char *tok)
+{
+    size_t tl = strlen(tok);
+
+    for (size_t i = 0; i + tl <= len; i++)
+        if (memcmp(ua + i, tok, tl) == 0)
+            return true;
+    return false;
+}
+
+bool wse_pmdconn_ua_ignores_nct(const char *ua, size_t len)
+{
+    /* Desktop and iOS Safari name their version; every iOS browser is
+     * WebKit, and names the system's version instead. */
+    if (has(ua, len, "Safari/") && !has(ua, len, "Chrome/") && !has(ua, len, "Chromium/") &&
+        has_token_15x(ua, len, "Version/", '.'))
+        return true;
+    return has(ua, len, "AppleWebKit/") && has_token_15x(ua, len, " OS ", '_');
+}
+
+struct wse_pmdconn *wse_pmdconn_negotiate(const struct wse_http_req *req, const char *buf,
+                                          char *hdr, size_t *hdr_len, const char **why)
+{
+    struct wse_pmd_agreed a;
+    enum wse_pmd_why w = WSE_PMD_NO_OFFER;
+    struct wse_pmdconn *pc;
+
+    *hdr_len = 0;
+    if (why)
+        *why = "not offered";
+    if (!P.cfg.enabled)
+        return NULL;
+    if (!wse_pmd_negotiate(&P.pmd, buf, req->extensions, req->n_extensions, &a, &w)) {
+        if (why)
+            *why = wse_pmd_why_str(w);
+        return NULL;
+    }
+    /* A client that ignores client_no_context_takeover keeps its window:
+     * inflate it with a window of its own (15 bits: it may ignore the
+     * window's bound too). */
+    bool guard = a.client_nct && P.cfg.safari_guard &&
+                 wse_pmdconn_ua_ignores_nct(buf + req->user_agent.off, req->user_agent.len);
+    if (why)
+        *why = "no memory";
+    if (!(pc = calloc(1, sizeof *pc)))
+        return NULL;
+    pc->deflate_bits = a.deflate_bits;
+    if (!a.server_nct && !(pc->out = deflate_new(a.deflate_bits, true)))
+        goto fail;
+    if (!a.client_nct || guard) {
+        pc->in_owned = true;
+        if (!(pc->in = inflate_new(guard ? WSE_PMD_BITS_MAX : a.inflate_bits, true)))
+            goto fail;
+    }
+    *hdr_len = wse_pmd_response(hdr, WSE_PMD_RESPONSE_MAX, &a);
+    if (!*hdr_len)
+        goto fail;
+    if (why)
+        *why = guard ? "accepted (Safari guard: own inflate context)" : "accepted";
+    return pc;
+fail:
+    wse_pmdconn_free(pc);
+    *hdr_len = 0;
+    return NULL;
+}
+
+void wse_pmdconn_free(struct wse_pmdconn *pc)
+{
+    if (!pc)
+        return;
+    if (pc->in) {
+        if (pc->in_owned)
+            inflate_del(pc->in);
+        else
+            inflate_return(pc->in);
+    }
+    deflate_del(pc->out);
+    free(pc);
+}
+
+/* ---- the echo ---- */
+
+/* One call's run: the inflated chunk held back, in P.buf[cur]. */
+struct run {
+    struct wse_pmdconn *pc;
+    struct wse_batch *b;
+    wse_pmdconn_flush_fn flush;
+    void *ctx;
+    unsigned opcode;
+    size_t held;
+    bool held_is_prefix;        /* the held bytes are only the prefix */
+    int cur;
+};
+
+/* Batch scratch, flushing when full; NULL: the connection is gone. */
+static uint8_t *room(struct run *r, size_t n)
+{
+    uint8_t *p = wse_batch_scratch(r->b, n);
+
+    if (!p) {
+        if (!r->flush(r->ctx))
+            return NULL;
+        p = wse_batch_scratch(r->b, n);
+    }
+    return p;
+}
+
+/* Compresses p[0..n) as the echo's next input; 0 or a close code. */
+static unsigned deflate_out(struct run *r, const uint8_t *p, size_t n, bool last)
+{
+    struct wse_deflate *d = deflater(r->pc);
+
+    if (!d)
+        return WSE_CLOSE_INTERNAL;
+    wse_deflate_input(d, p, n, last);
+    for (;;) {
+        uint8_t *s = room(r, WSE_SERVER_HDR_MAX + FRAME_CAP);
+        size_t len;
+        bool fin;
+        if (!s)
+            return WSE_PMDCONN_DEAD;
+        int rc = wse_deflate_next(d, s + WSE_SERVER_HDR_MAX, FRAME_CAP, &len, &fin);
+        if (rc != WSE_OK) {
+            wse_batch_unscratch(r->b, WSE_SERVER_HDR_MAX + FRAME_CAP);
+            return rc == WSE_AGAIN ? 0 : WSE_CLOSE_INTERNAL;
+        }
+        size_t hl = wse_server_hdr_len(len);
+        uint8_t *h = s + WSE_SERVER_HDR_MAX - hl;
+        wse_frame_write_header(h, fin, r->pc->started ? WSE_OP_CONT : r->opcode, len);
+        if (!r->pc->started)
+            h[0] |= WSE_RSV1;
+        r->pc->started = true;
+        wse_batch_unscratch(r->b, FRAME_CAP - len);
+        wse_batch_add(r->b, h, hl + len, false);    /* scratch reserved its iovecs */
+        if (fin)
+            return 0;
+    }
+}
+
+/* The whole message is the held chunk and small: send it as it is. */
+static unsigned plain_out(struct run *r)
+{
+    size_t hl = wse_server_hdr_len(r->held);
+    uint8_t *s = room(r, hl + r->held);
+
+    if (!s)
+        return WSE_PMDCONN_DEAD;
+    wse_frame_write_header(s, true, r->opcode, r->held);
+    memcpy(s + hl, P.buf[r->cur], r->held);
+    wse_batch_add(r->b, s, hl + r->held, false);
+    return 0;
+}
+
+/* The message ends: what is held goes out, FIN set. */
+static unsigned finish(struct run *r)
+{
+    if (!r->pc->started && r->held < P.cfg.min_size)
+        return plain_out(r);
+    return deflate_out(r, P.buf[r->cur], r->held, true);
+}
+
+static unsigned inflate_fail(struct wse_pmdconn *pc)
+{
+    unsigned code = pc->in->in.code ? pc->in->in.code : WSE_CLOSE_INTERNAL;
+
+    if (!pc->in_owned) {
+        inflate_return(pc->in);
+        pc->in = NULL;
+    }
+    return code;
+}
+
+/* Inflates the piece through, deflating all but the last chunk. */
+static unsigned pump(struct run *r, const struct wse_event *ev, uint64_t *out_bytes)
+{
+    struct wse_pmdconn *pc = r->pc;
+    bool text = ev->opcode == WSE_OP_TEXT;
+
+    for (;;) {
+        bool swap = r->held && !r->held_is_prefix;
+        uint8_t *dst = swap ? P.buf[!r->cur] : P.buf[r->cur] + r->held;
+        size_t n;
+        int rc = wse_inflate_next(&pc->in->in, dst, OUT_CAP, &n);
+        if (rc == WSE_AGAIN)
+            return 0;
+        if (rc != WSE_OK)
+            return inflate_fail(pc);
+        if (text && wse_utf8_feed(&pc->utf8, dst, n, NULL) != WSE_OK)
+            return WSE_CLOSE_BAD_DATA;
+        *out_bytes += n;
+        if (swap) {
+            unsigned code = deflate_out(r, P.buf[r->cur], r->held, false);
+            if (code)
+                return code;
+            r->cur = !r->cur;
+            r->held = n;
+        } else {
+            r->held += n;
+        }
+        r->held_is_prefix = false;
+    }
+}
+
+unsigned wse_pmdconn_data(struct wse_pmdconn *pc, struct wse_batch *b,
+                          const struct wse_event *ev, const char *prefix, size_t prefix_len,
+                          wse_pmdconn_flush_fn flush, void *ctx, uint64_t *out_bytes)
+{
+    struct run r = { pc, b, flush, ctx, ev->opcode, 0, false, 0 };
+    unsigned code;
+
+    *out_bytes = 0;
+    if (ev->first) {
+        pc->started = false;
+        wse_utf8_init(&pc->utf8);
+        if (!pc->in && !(pc->in = inflate_borrow()))
+            return WSE_CLOSE_INTERNAL;
+        if (ev->opcode == WSE_OP_TEXT && prefix_len && prefix_len <= WSE_STR_MAX) {
+            memcpy(P.buf[0], prefix, prefix_len);
+            r.held = prefix_len;
+            r.held_is_prefix = true;
+        }
+    }
+    if (!pc->in)
+        return WSE_CLOSE_INTERNAL;      /* a continuation after a failure: cannot happen */
+    wse_inflate_input(&pc->in->in, ev->data, ev->len, ev->first, ev->last);
+    code = pump(&r, ev, out_bytes);
+    if (code)
+        return code;
+    if (!ev->last)
+        return r.held ? deflate_out(&r, P.buf[r.cur], r.held, false) : 0;
+    if (ev->opcode == WSE_OP_TEXT && wse_utf8_end(&pc->utf8) != WSE_OK)
+        return WSE_CLOSE_BAD_DATA;
+    code = finish(&r);
+    if (!pc->in_owned) {
+        inflate_return(pc->in);
+        pc->in = NULL;
+    }
+    return code;
+}
