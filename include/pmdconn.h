@@ -69,18 +69,26 @@ void wse_pmdconn_free(struct wse_pmdconn *pc);
 /* Sends the batch; false when that ended the connection (stop at once). */
 typedef bool (*wse_pmdconn_flush_fn)(void *ctx);
 
+/* What one call sent, for the statistics. */
+struct wse_pmdconn_counts {
+    uint64_t inflated;          /* bytes the piece inflated to */
+    uint64_t sent;              /* payload bytes of the frames added (compressed or not) */
+    uint32_t frames;            /* frames added */
+};
+
 /*
  * Echoes the piece ev of a compressed message (ev->compressed) into b,
  * calling flush(ctx) whenever b is full.  prefix (may be NULL, len 0) goes
  * before a text message's inflated payload (--echo-prefix).  Returns 0, or
  * the close code to fail the connection with (1007 corrupt data or invalid
  * UTF-8, 1009 inflated past max, 1011 internal), or WSE_PMDCONN_DEAD when
- * flush() reported the connection gone.  *out_bytes: inflated bytes echoed.
+ * flush() reported the connection gone.  *n counts what was done, also on
+ * failure.
  */
 #define WSE_PMDCONN_DEAD 1
 unsigned wse_pmdconn_data(struct wse_pmdconn *pc, struct wse_batch *b,
                           const struct wse_event *ev, const char *prefix, size_t prefix_len,
-                          wse_pmdconn_flush_fn flush, void *ctx, uint64_t *out_bytes);
+                          wse_pmdconn_flush_fn flush, void *ctx, struct wse_pmdconn_counts *n);
 
 /* Does this User-Agent belong to a WebSocket client that ignores
  * client_no_context_takeover (Safari and iOS WebKit 15.0-15.3)? */

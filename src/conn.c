@@ -438,14 +438,38 @@ static bool pmd_flush(void *ctx)
     return !(c->flags & F_DEAD);
 }
 
+/* The statistics count a compressed message's bytes as they travel. */
+static void count_compressed(const struct wse_event *ev, const struct wse_pmdconn_counts *n)
+{
+    bool text = ev->opcode == WSE_OP_TEXT;
+
+    STAT(frames_out, n->frames);
+    if (ev->frame_start)
+        STAT(frames_in, 1);
+    if (text) {
+        STAT(bytes_in_text, ev->len);
+        STAT(bytes_out_text, n->sent);
+    } else {
+        STAT(bytes_in_binary, ev->len);
+        STAT(bytes_out_binary, n->sent);
+    }
+    if (ev->last && text) {
+        STAT(msgs_in_text, 1);
+        STAT(msgs_out_text, 1);
+    } else if (ev->last) {
+        STAT(msgs_in_binary, 1);
+        STAT(msgs_out_binary, 1);
+    }
+}
+
 /* A compressed message's piece: inflated, checked and deflated back. */
 static void echo_compressed(struct conn *c, const struct wse_event *ev)
 {
-    uint64_t inflated;
+    struct wse_pmdconn_counts n;
     unsigned code = wse_pmdconn_data(c->pmd, &W.batch, ev, W.xform.prefix, W.xform.prefix_len,
-                                     pmd_flush, c, &inflated);
+                                     pmd_flush, c, &n);
 
-    count_piece(ev, 0);
+    count_compressed(ev, &n);
     c->bytes += ev->len;
     if (ev->last && c->msgs < UINT32_MAX)
         c->msgs++;

@@ -255,6 +255,7 @@ struct run {
     struct wse_batch *b;
     wse_pmdconn_flush_fn flush;
     void *ctx;
+    struct wse_pmdconn_counts *n;
     unsigned opcode;
     size_t held;
     bool held_is_prefix;        /* the held bytes are only the prefix */
@@ -301,6 +302,8 @@ static unsigned deflate_out(struct run *r, const uint8_t *p, size_t n, bool last
         r->pc->started = true;
         wse_batch_unscratch(r->b, FRAME_CAP - len);
         wse_batch_add(r->b, h, hl + len, false);    /* scratch reserved its iovecs */
+        r->n->sent += len;
+        r->n->frames++;
         if (fin)
             return 0;
     }
@@ -317,6 +320,8 @@ static unsigned plain_out(struct run *r)
     wse_frame_write_header(s, true, r->opcode, r->held);
     memcpy(s + hl, P.buf[r->cur], r->held);
     wse_batch_add(r->b, s, hl + r->held, false);
+    r->n->sent += r->held;
+    r->n->frames++;
     return 0;
 }
 
@@ -340,7 +345,7 @@ static unsigned inflate_fail(struct wse_pmdconn *pc)
 }
 
 /* Inflates the piece through, deflating all but the last chunk. */
-static unsigned pump(struct run *r, const struct wse_event *ev, uint64_t *out_bytes)
+static unsigned pump(struct run *r, const struct wse_event *ev)
 {
     struct wse_pmdconn *pc = r->pc;
     bool text = ev->opcode == WSE_OP_TEXT;
@@ -356,7 +361,7 @@ static unsigned pump(struct run *r, const struct wse_event *ev, uint64_t *out_by
             return inflate_fail(pc);
         if (text && wse_utf8_feed(&pc->utf8, dst, n, NULL) != WSE_OK)
             return WSE_CLOSE_BAD_DATA;
-        *out_bytes += n;
+        r->n->inflated += n;
         if (swap) {
             unsigned code = deflate_out(r, P.buf[r->cur], r->held, false);
             if (code)
@@ -372,12 +377,12 @@ static unsigned pump(struct run *r, const struct wse_event *ev, uint64_t *out_by
 
 unsigned wse_pmdconn_data(struct wse_pmdconn *pc, struct wse_batch *b,
                           const struct wse_event *ev, const char *prefix, size_t prefix_len,
-                          wse_pmdconn_flush_fn flush, void *ctx, uint64_t *out_bytes)
+                          wse_pmdconn_flush_fn flush, void *ctx, struct wse_pmdconn_counts *n)
 {
-    struct run r = { pc, b, flush, ctx, ev->opcode, 0, false, 0 };
+    struct run r = { pc, b, flush, ctx, n, ev->opcode, 0, false, 0 };
     unsigned code;
 
-    *out_bytes = 0;
+    memset(n, 0, sizeof *n);
     if (ev->first) {
         pc->started = false;
         wse_utf8_init(&pc->utf8);
@@ -392,7 +397,7 @@ unsigned wse_pmdconn_data(struct wse_pmdconn *pc, struct wse_batch *b,
     if (!pc->in)
         return WSE_CLOSE_INTERNAL;      /* a continuation after a failure: cannot happen */
     wse_inflate_input(&pc->in->in, ev->data, ev->len, ev->first, ev->last);
-    code = pump(&r, ev, out_bytes);
+    code = pump(&r, ev);
     if (code)
         return code;
     if (!ev->last)
