@@ -66,8 +66,14 @@ struct wse_pmdconn *wse_pmdconn_negotiate(const struct wse_http_req *req, const 
 /* Releases a connection's state and anything it borrowed (NULL is fine). */
 void wse_pmdconn_free(struct wse_pmdconn *pc);
 
-/* Sends the batch; false when that ended the connection (stop at once). */
-typedef bool (*wse_pmdconn_flush_fn)(void *ctx);
+/* How the transform reaches the connection's output. */
+struct wse_pmdconn_io {
+    bool (*flush)(void *ctx);   /* send the batch; false: that ended the connection */
+    /* Is the output past the high-water mark, with the peer not taking it
+     * (after a flush)?  Then the piece pauses (WSE_PMDCONN_PAUSED). */
+    bool (*over)(void *ctx);
+    void *ctx;
+};
 
 /* What one call sent, for the statistics. */
 struct wse_pmdconn_counts {
@@ -78,17 +84,35 @@ struct wse_pmdconn_counts {
 
 /*
  * Echoes the piece ev of a compressed message (ev->compressed) into b,
- * calling flush(ctx) whenever b is full.  prefix (may be NULL, len 0) goes
+ * calling io->flush whenever b is full.  prefix (may be NULL, len 0) goes
  * before a text message's inflated payload (--echo-prefix).  Returns 0, or
  * the close code to fail the connection with (1007 corrupt data or invalid
- * UTF-8, 1009 inflated past max, 1011 internal), or WSE_PMDCONN_DEAD when
- * flush() reported the connection gone.  *n counts what was done, also on
+ * UTF-8, 1009 inflated past max, 1011 internal), WSE_PMDCONN_DEAD when
+ * flush reported the connection gone, or WSE_PMDCONN_PAUSED when io->over
+ * said so: the output of one piece can be many times its size (a small
+ * compressed piece inflates to megabytes, and a level-0 echo stays that
+ * big), so the high-water mark is checked every 32 KiB of inflated output,
+ * not once per piece.  Paused, the piece's unread compressed rest is copied
+ * out of ev's buffer; the caller holds all later input back and calls
+ * wse_pmdconn_resume() once the output drained (or wse_pmdconn_abandon()
+ * when the connection stops echoing).  *n counts what was done, also on
  * failure.
  */
 #define WSE_PMDCONN_DEAD 1
+#define WSE_PMDCONN_PAUSED 2
 unsigned wse_pmdconn_data(struct wse_pmdconn *pc, struct wse_batch *b,
                           const struct wse_event *ev, const char *prefix, size_t prefix_len,
-                          wse_pmdconn_flush_fn flush, void *ctx, struct wse_pmdconn_counts *n);
+                          const struct wse_pmdconn_io *io, struct wse_pmdconn_counts *n);
+
+/* A piece is paused (NULL: no). */
+bool wse_pmdconn_parked(const struct wse_pmdconn *pc);
+
+/* Goes on with the paused piece: returns as wse_pmdconn_data(). */
+unsigned wse_pmdconn_resume(struct wse_pmdconn *pc, struct wse_batch *b,
+                            const struct wse_pmdconn_io *io, struct wse_pmdconn_counts *n);
+
+/* Drops the paused piece and the message's decompressor if lent. */
+void wse_pmdconn_abandon(struct wse_pmdconn *pc);
 
 /* Does this User-Agent belong to a WebSocket client that ignores
  * client_no_context_takeover (Safari and iOS WebKit 15.0-15.3)? */

@@ -438,6 +438,27 @@ static bool pmd_flush(void *ctx)
     return !(c->flags & F_DEAD);
 }
 
+/* Past the high-water mark after a flush: the deflate transform pauses. */
+static bool pmd_over(void *ctx)
+{
+    struct conn *c = ctx;
+
+    if (pending(c) + W.batch.bytes <= W.cfg->high_water)
+        return false;
+    flush(c);
+    return (c->flags & (F_DEAD | F_READ_PAUSED)) != 0;
+}
+
+static const struct wse_pmdconn_io pmd_io = { pmd_flush, pmd_over, NULL };
+
+static void pmd_result(struct conn *c, unsigned code)
+{
+    if (code == WSE_PMDCONN_PAUSED)
+        c->flags |= F_INPUT_HELD;       /* everything after the piece waits too */
+    else if (code && !(c->flags & F_DEAD))
+        fail_ws(c, (uint16_t)code);
+}
+
 /* The statistics count a compressed message's bytes as they travel. */
 static void count_compressed(const struct wse_event *ev, const struct wse_pmdconn_counts *n)
 {
@@ -466,15 +487,32 @@ static void count_compressed(const struct wse_event *ev, const struct wse_pmdcon
 static void echo_compressed(struct conn *c, const struct wse_event *ev)
 {
     struct wse_pmdconn_counts n;
-    unsigned code = wse_pmdconn_data(c->pmd, &W.batch, ev, W.xform.prefix, W.xform.prefix_len,
-                                     pmd_flush, c, &n);
+    struct wse_pmdconn_io io = pmd_io;
 
+    io.ctx = c;
+    unsigned code = wse_pmdconn_data(c->pmd, &W.batch, ev, W.xform.prefix, W.xform.prefix_len,
+                                     &io, &n);
     count_compressed(ev, &n);
     c->bytes += ev->len;
     if (ev->last && c->msgs < UINT32_MAX)
         c->msgs++;
-    if (code && !(c->flags & F_DEAD))
-        fail_ws(c, (uint16_t)code);
+    pmd_result(c, code);
+}
+
+/* The output drained: the paused piece goes on (see ws_resume). */
+static void echo_resumed(struct conn *c)
+{
+    struct wse_pmdconn_counts n;
+    struct wse_pmdconn_io io = pmd_io;
+
+    io.ctx = c;
+    if (c->state != ST_OPEN) {
+        wse_pmdconn_abandon(c->pmd);    /* closing: no more echoes */
+        return;
+    }
+    unsigned code = wse_pmdconn_resume(c->pmd, &W.batch, &io, &n);
+    STAT(frames_out, n.frames);
+    pmd_result(c, code);
 }
 
 static void queue_close(struct conn *c, uint16_t code, const char *reason)
@@ -638,6 +676,13 @@ static void ws_process(struct conn *c, uint8_t *base, size_t have)
             on_event(c, &ev);
             if (c->flags & F_DEAD)
                 return;
+            if (c->flags & F_INPUT_HELD) {      /* the deflate transform paused */
+                if (pos < have && keep_tail(c, base + pos, have - pos) < 0) {
+                    abort_oom(c, "input");
+                    return;
+                }
+                break;                          /* to the flush: the batch holds its last frames */
+            }
             if (pending(c) + W.batch.bytes > W.cfg->high_water &&
                 stop_at_high_water(c, base + pos, have - pos))
                 return;
@@ -672,9 +717,28 @@ static void fail_ws(struct conn *c, uint16_t code)
 /* The output has drained below low-water: parse what the paused read left. */
 static void ws_resume(struct conn *c)
 {
+    if (wse_pmdconn_parked(c->pmd)) {
+        batch_reset();
+        echo_resumed(c);
+        if (c->flags & F_DEAD)
+            return;
+        flush(c);
+        if ((c->flags & F_DEAD) || wse_pmdconn_parked(c->pmd))
+            return;                         /* paused again: the tail still waits */
+        if (c->state == ST_LINGER) {
+            c->tail_len = 0;                /* failed: later input is dropped */
+            c->flags &= (uint8_t)~F_INPUT_HELD;
+            drop_empty_tail(c);
+            return;
+        }
+        if (c->flags & F_READ_PAUSED)
+            return;                         /* the tail waits for the next drain */
+    }
+
     size_t have = c->tail_len;
 
-    memcpy(RB, c->tail, have);
+    if (have)
+        memcpy(RB, c->tail, have);
     free(c->tail);      /* it may be a read's size: the next tail is allocated anew */
     c->tail = NULL;
     c->tail_len = 0;
@@ -1098,8 +1162,6 @@ static void conn_free(struct conn *c)
     wse_tlist_del(&c->tl);
     if (c->state == ST_HANDSHAKE)
         hs_free(c);
-    wse_pmdconn_free(c->pmd);
-    c->pmd = NULL;
     c->next_dead = W.dead;
     W.dead = c;
     W.nconns--;
@@ -1116,6 +1178,7 @@ static void on_reap(struct ev_loop *loop, ev_check *w, int revents)
         if (c->state != ST_HANDSHAKE)
             free(c->tail);
         free(c->out);
+        wse_pmdconn_free(c->pmd);   /* here: the transform may still hold it when c dies */
         free(c);
     }
 }

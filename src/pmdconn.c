@@ -22,6 +22,12 @@
 struct own_inflate {
     struct wse_inflate in;
     struct own_inflate *next;       /* on the free list */
+    /* A piece paused at the high-water mark (see wse_pmdconn_resume()): its
+     * compressed rest, copied out of the read buffer. */
+    uint8_t *park;
+    size_t park_len;
+    bool parked, park_last;
+    uint8_t park_opcode;
     _Alignas(WSE_PMDZ_ALIGN) uint8_t mem[];
 };
 
@@ -74,6 +80,10 @@ static struct own_inflate *inflate_new(unsigned bits, bool takeover)
 
     if (!o)
         return NULL;
+    o->next = NULL;
+    o->park = NULL;
+    o->park_len = 0;
+    o->parked = false;
     if (wse_inflate_init(&o->in, o->mem, mem, bits, takeover, P.cfg.max_message) != WSE_OK) {
         inflateEnd(&o->in.zs);
         free(o);
@@ -82,9 +92,17 @@ static struct own_inflate *inflate_new(unsigned bits, bool takeover)
     return o;
 }
 
+static void unpark(struct own_inflate *o)
+{
+    free(o->park);
+    o->park = NULL;
+    o->parked = false;
+}
+
 static void inflate_del(struct own_inflate *o)
 {
     if (o) {
+        unpark(o);
         inflateEnd(&o->in.zs);
         free(o);
     }
@@ -103,6 +121,7 @@ static struct own_inflate *inflate_borrow(void)
 
 static void inflate_return(struct own_inflate *o)
 {
+    unpark(o);
     if (P.nfree >= FREE_KEEP) {
         inflate_del(o);
         return;
@@ -253,10 +272,10 @@ void wse_pmdconn_free(struct wse_pmdconn *pc)
 struct run {
     struct wse_pmdconn *pc;
     struct wse_batch *b;
-    wse_pmdconn_flush_fn flush;
-    void *ctx;
+    const struct wse_pmdconn_io *io;
     struct wse_pmdconn_counts *n;
     unsigned opcode;
+    bool last;                  /* the piece ends the message */
     size_t held;
     bool held_is_prefix;        /* the held bytes are only the prefix */
     int cur;
@@ -268,7 +287,7 @@ static uint8_t *room(struct run *r, size_t n)
     uint8_t *p = wse_batch_scratch(r->b, n);
 
     if (!p) {
-        if (!r->flush(r->ctx))
+        if (!r->io->flush(r->io->ctx))
             return NULL;
         p = wse_batch_scratch(r->b, n);
     }
@@ -325,33 +344,64 @@ static unsigned plain_out(struct run *r)
     return 0;
 }
 
-/* The message ends: what is held goes out, FIN set. */
-static unsigned finish(struct run *r)
+static void release_inflate(struct wse_pmdconn *pc)
 {
-    if (!r->pc->started && r->held < P.cfg.min_size)
-        return plain_out(r);
-    return deflate_out(r, P.buf[r->cur], r->held, true);
+    if (pc->in && !pc->in_owned) {
+        inflate_return(pc->in);
+        pc->in = NULL;
+    }
 }
 
 static unsigned inflate_fail(struct wse_pmdconn *pc)
 {
     unsigned code = pc->in->in.code ? pc->in->in.code : WSE_CLOSE_INTERNAL;
 
-    if (!pc->in_owned) {
-        inflate_return(pc->in);
-        pc->in = NULL;
-    }
+    release_inflate(pc);
     return code;
 }
 
+/*
+ * The output passed the high-water mark and the peer is not taking it: what
+ * is held goes out, and the rest of the piece's compressed input is copied
+ * out of the (worker's) read buffer to wait for wse_pmdconn_resume().
+ */
+static unsigned park(struct run *r)
+{
+    struct own_inflate *o = r->pc->in;
+    z_stream *zs = &o->in.zs;
+    unsigned code = deflate_out(r, P.buf[r->cur], r->held, false);
+
+    if (code)
+        return code;
+    r->held = 0;
+    uintptr_t at = (uintptr_t)zs->next_in, base = (uintptr_t)o->park;
+    bool in_park = o->park && at >= base && at <= base + o->park_len;   /* paused again */
+    if (!in_park && zs->avail_in) {
+        uint8_t *copy = malloc(zs->avail_in);
+        if (!copy)
+            return WSE_CLOSE_INTERNAL;
+        memcpy(copy, zs->next_in, zs->avail_in);
+        free(o->park);
+        o->park = copy;
+        o->park_len = zs->avail_in;
+        zs->next_in = copy;
+    }
+    o->parked = true;
+    o->park_last = r->last;
+    o->park_opcode = (uint8_t)r->opcode;
+    return WSE_PMDCONN_PAUSED;
+}
+
 /* Inflates the piece through, deflating all but the last chunk. */
-static unsigned pump(struct run *r, const struct wse_event *ev)
+static unsigned pump(struct run *r)
 {
     struct wse_pmdconn *pc = r->pc;
-    bool text = ev->opcode == WSE_OP_TEXT;
+    bool text = r->opcode == WSE_OP_TEXT;
 
     for (;;) {
         bool swap = r->held && !r->held_is_prefix;
+        if (swap && r->io->over(r->io->ctx))
+            return park(r);
         uint8_t *dst = swap ? P.buf[!r->cur] : P.buf[r->cur] + r->held;
         size_t n;
         int rc = wse_inflate_next(&pc->in->in, dst, OUT_CAP, &n);
@@ -375,12 +425,33 @@ static unsigned pump(struct run *r, const struct wse_event *ev)
     }
 }
 
+/* The piece's input is in the stream: inflate it through and echo. */
+static unsigned drive(struct run *r)
+{
+    struct wse_pmdconn *pc = r->pc;
+    unsigned code = pump(r);
+
+    if (code)
+        return code;
+    free(pc->in->park);         /* used up */
+    pc->in->park = NULL;
+    if (!r->last)
+        return r->held ? deflate_out(r, P.buf[r->cur], r->held, false) : 0;
+    if (r->opcode == WSE_OP_TEXT && wse_utf8_end(&pc->utf8) != WSE_OK)
+        return WSE_CLOSE_BAD_DATA;
+    if (!pc->started && r->held < P.cfg.min_size)
+        code = plain_out(r);
+    else
+        code = deflate_out(r, P.buf[r->cur], r->held, true);
+    release_inflate(pc);
+    return code;
+}
+
 unsigned wse_pmdconn_data(struct wse_pmdconn *pc, struct wse_batch *b,
                           const struct wse_event *ev, const char *prefix, size_t prefix_len,
-                          wse_pmdconn_flush_fn flush, void *ctx, struct wse_pmdconn_counts *n)
+                          const struct wse_pmdconn_io *io, struct wse_pmdconn_counts *n)
 {
-    struct run r = { pc, b, flush, ctx, n, ev->opcode, 0, false, 0 };
-    unsigned code;
+    struct run r = { pc, b, io, n, ev->opcode, ev->last, 0, false, 0 };
 
     memset(n, 0, sizeof *n);
     if (ev->first) {
@@ -394,20 +465,32 @@ unsigned wse_pmdconn_data(struct wse_pmdconn *pc, struct wse_batch *b,
             r.held_is_prefix = true;
         }
     }
-    if (!pc->in)
-        return WSE_CLOSE_INTERNAL;      /* a continuation after a failure: cannot happen */
+    if (!pc->in || pc->in->parked)
+        return WSE_CLOSE_INTERNAL;      /* the caller broke the protocol: cannot happen */
     wse_inflate_input(&pc->in->in, ev->data, ev->len, ev->first, ev->last);
-    code = pump(&r, ev);
-    if (code)
-        return code;
-    if (!ev->last)
-        return r.held ? deflate_out(&r, P.buf[r.cur], r.held, false) : 0;
-    if (ev->opcode == WSE_OP_TEXT && wse_utf8_end(&pc->utf8) != WSE_OK)
-        return WSE_CLOSE_BAD_DATA;
-    code = finish(&r);
-    if (!pc->in_owned) {
-        inflate_return(pc->in);
-        pc->in = NULL;
+    return drive(&r);
+}
+
+bool wse_pmdconn_parked(const struct wse_pmdconn *pc)
+{
+    return pc && pc->in && pc->in->parked;
+}
+
+unsigned wse_pmdconn_resume(struct wse_pmdconn *pc, struct wse_batch *b,
+                            const struct wse_pmdconn_io *io, struct wse_pmdconn_counts *n)
+{
+    struct own_inflate *o = pc->in;
+    struct run r = { pc, b, io, n, o->park_opcode, o->park_last, 0, false, 0 };
+
+    memset(n, 0, sizeof *n);
+    o->parked = false;
+    return drive(&r);
+}
+
+void wse_pmdconn_abandon(struct wse_pmdconn *pc)
+{
+    if (pc && pc->in) {
+        unpark(pc->in);
+        release_inflate(pc);
     }
-    return code;
 }

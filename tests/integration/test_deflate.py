@@ -13,6 +13,7 @@ import os
 import random
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 import zlib
@@ -404,3 +405,46 @@ def test_drain_on_reload_closes_deflate_connections():
             srv.signal(signal.SIGHUP)
             code, _, before = ws.expect_close(timeout=15)
             assert code in (1001, 1012), code
+
+
+def worker_counters(srv):
+    p = subprocess.run([wse.binary(), "stats", "--stats-name", f"wsechod.{srv.port}", "--json"],
+                       capture_output=True, text=True, timeout=wse.scaled(10))
+    assert p.returncode == 0, f"wsechod stats: status {p.returncode}: {p.stderr}"
+    return json.loads(p.stdout)["workers"][0]["counters"]
+
+
+def test_output_of_one_small_piece_is_held_to_high_water():
+    """One 16 KiB compressed piece inflates to 16 MiB; echoed at level 0 it
+    stays 16 MiB.  A peer that does not read must not make the server queue
+    it: the transform pauses at --high-water inside the piece, and resumes
+    as the peer reads, and the whole echo arrives intact."""
+    size = 16 << 20
+    bomb = deflate(bytes(size))
+    with Server(PMD, "-w", "1", "--deflate-level", "0", "--max-message", "32M",
+                "--high-water", "64K", "--low-water", "16K", workers=None) as srv:
+        with RawWS(srv.port, headers=offer(), rcvbuf=65536) as ws:
+            ws.send_frame(OP_BINARY, bomb, rsv=RSV1)
+            ws.send_frame(OP_PING, b"after")      # held back behind the paused piece
+            wse.wait_until(lambda: worker_counters(srv)["backpressure"] >= 1, wse.scaled(10),
+                           "backpressure on the non-reading peer")
+            # One worker: once another peer's echo is back, the first peer's
+            # piece has been handled as far as it goes.
+            with RawWS(srv.port, headers=offer()) as other:
+                assert raw_echo(other, OP_TEXT, b"served meanwhile") == b"served meanwhile"
+            buffered = worker_counters(srv)["bytes_buffered"]
+            assert buffered < 1 << 20, f"{buffered} bytes queued for a peer that does not read"
+            parts, controls = [], []
+            while True:
+                f = ws.recv_frame(timeout=30)
+                if f.opcode >= 8:
+                    controls.append(f)
+                    continue
+                parts.append(f.payload)
+                if f.fin:
+                    break
+            wire = b"".join(parts)
+            assert len(wire) > size // 2, f"{len(wire)} bytes on the wire for {size} zeros at level 0"
+            assert inflate(wire) == bytes(size)
+            f = controls[0] if controls else ws.recv_frame(timeout=10)
+            assert (f.opcode, f.payload) == (OP_PONG, b"after"), f
