@@ -11,11 +11,11 @@ connects to its own server.
 Skipped (never passed) when /usr/bin/chromium is not installed.
 """
 import asyncio
-import subprocess
-import json
 import html
+import json
 import re
 import signal
+import subprocess
 
 import cdp
 import wse
