@@ -68,6 +68,7 @@ struct wse_config {
     unsigned deflate_client_takeover;   /* 1: let the client keep its context (no) */
     uint64_t deflate_min_size;          /* echoes smaller than this go out uncompressed */
     unsigned deflate_safari_guard;      /* 1: inflate Safari 15.0-15.3 with takeover (yes) */
+    unsigned deflate_max_inflating;     /* decompressors lent at once per worker (1024) */
 
     /* limits (bytes / counts) */
     uint64_t max_message;               /* default 16 MiB */

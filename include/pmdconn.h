@@ -48,6 +48,7 @@ struct wse_pmdconn_cfg {
     bool safari_guard;          /* --deflate-safari-guard */
     uint64_t min_size;          /* --deflate-min-size */
     uint64_t max_message;       /* --max-message: the inflated limit */
+    uint32_t max_inflating;     /* --deflate-max-inflating: streams lent at once */
 };
 
 /* Worker setup (cfg is copied); WSE_OK or WSE_FAIL (no memory). */
@@ -87,7 +88,8 @@ struct wse_pmdconn_counts {
  * calling io->flush whenever b is full.  prefix (may be NULL, len 0) goes
  * before a text message's inflated payload (--echo-prefix).  Returns 0, or
  * the close code to fail the connection with (1007 corrupt data or invalid
- * UTF-8, 1009 inflated past max, 1011 internal), WSE_PMDCONN_DEAD when
+ * UTF-8, 1009 inflated past max, 1011 internal, 1013 when the worker has
+ * lent --deflate-max-inflating decompressors already), WSE_PMDCONN_DEAD when
  * flush reported the connection gone, or WSE_PMDCONN_PAUSED when io->over
  * said so: the output of one piece can be many times its size (a small
  * compressed piece inflates to megabytes, and a level-0 echo stays that

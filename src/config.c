@@ -183,6 +183,9 @@ static const struct opt opts[] = {
       .help = "echo compressed messages smaller than this uncompressed" },
     { .name = "deflate-safari-guard", .kind = K_BOOL, FIELD(deflate_safari_guard), .def = "yes",
       .help = "keep a decompression context for Safari 15.0-15.3" },
+    { .name = "deflate-max-inflating", .kind = K_UINT, FIELD(deflate_max_inflating),
+      .def = "1024", .min = 1, .max = 10000000, .arg = "N",
+      .help = "compressed messages arriving at once per worker; more close with 1013" },
 
     /* limits */
     { .name = "max-message", .kind = K_SIZE, FIELD(max_message), .def = "16M",

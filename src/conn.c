@@ -595,6 +595,7 @@ static const char *close_reason(uint16_t code)
     case WSE_CLOSE_BAD_DATA: return "invalid UTF-8";
     case WSE_CLOSE_TOO_BIG: return "message too big";
     case WSE_CLOSE_INTERNAL: return "internal error";
+    case WSE_CLOSE_TRY_LATER: return "try again later";
     default: return "";
     }
 }
@@ -1286,7 +1287,7 @@ int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg,
         .server_takeover = cfg->deflate_server_takeover,
         .client_takeover = cfg->deflate_client_takeover,
         .safari_guard = cfg->deflate_safari_guard, .min_size = cfg->deflate_min_size,
-        .max_message = cfg->max_message,
+        .max_message = cfg->max_message, .max_inflating = cfg->deflate_max_inflating,
     };
     if (wse_pmdconn_setup(&pc) != WSE_OK)
         return -1;

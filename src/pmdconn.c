@@ -52,6 +52,7 @@ static struct {
     struct own_deflate *shared[WSE_PMD_BITS_MAX + 1];  /* no server takeover, by bits */
     struct own_inflate *free_list;
     unsigned nfree;
+    uint32_t lent;                              /* borrowed now */
 } P;
 
 int wse_pmdconn_setup(const struct wse_pmdconn_cfg *cfg)
@@ -108,20 +109,29 @@ static void inflate_del(struct own_inflate *o)
     }
 }
 
-static struct own_inflate *inflate_borrow(void)
+/* A decompressor for one message, or NULL: *code says why. */
+static struct own_inflate *inflate_borrow(unsigned *code)
 {
     struct own_inflate *o = P.free_list;
 
-    if (!o)
-        return inflate_new(WSE_PMD_BITS_MAX, false);
-    P.free_list = o->next;
-    P.nfree--;
+    *code = WSE_CLOSE_TRY_LATER;
+    if (P.lent >= P.cfg.max_inflating)
+        return NULL;        /* each costs 40 KiB: peers that start messages and stall */
+    *code = WSE_CLOSE_INTERNAL;
+    if (o) {
+        P.free_list = o->next;
+        P.nfree--;
+    } else if (!(o = inflate_new(WSE_PMD_BITS_MAX, false))) {
+        return NULL;
+    }
+    P.lent++;
     return o;
 }
 
 static void inflate_return(struct own_inflate *o)
 {
     unpark(o);
+    P.lent--;
     if (P.nfree >= FREE_KEEP) {
         inflate_del(o);
         return;
@@ -457,8 +467,9 @@ unsigned wse_pmdconn_data(struct wse_pmdconn *pc, struct wse_batch *b,
     if (ev->first) {
         pc->started = false;
         wse_utf8_init(&pc->utf8);
-        if (!pc->in && !(pc->in = inflate_borrow()))
-            return WSE_CLOSE_INTERNAL;
+        unsigned code;
+        if (!pc->in && !(pc->in = inflate_borrow(&code)))
+            return code;
         if (ev->opcode == WSE_OP_TEXT && prefix_len && prefix_len <= WSE_STR_MAX) {
             memcpy(P.buf[0], prefix, prefix_len);
             r.held = prefix_len;

@@ -135,6 +135,8 @@ static size_t client_receive(uint8_t *out, size_t cap, unsigned opcode, bool *co
 
 /* ---- the transform, set up as a worker would ---- */
 
+static uint32_t inflating_cap = 1024;
+
 static struct wse_pmdconn *open_conn(const char *offer, const char *ua, uint64_t max,
                                      uint64_t min_size, bool takeover)
 {
@@ -143,7 +145,7 @@ static struct wse_pmdconn *open_conn(const char *offer, const char *ua, uint64_t
     struct wse_pmdconn_cfg cfg = {
         .enabled = true, .window_bits = 15, .mem_level = 8, .level = 1,
         .server_takeover = takeover, .client_takeover = takeover, .safari_guard = true,
-        .min_size = min_size, .max_message = max,
+        .min_size = min_size, .max_message = max, .max_inflating = inflating_cap,
     };
     char hdr[WSE_PMD_RESPONSE_MAX];
     size_t hdr_len;
@@ -373,6 +375,41 @@ START_TEST(safari_guard_inflates_with_takeover)
 }
 END_TEST
 
+START_TEST(lent_decompressors_are_capped)
+{
+    struct wse_pmdconn *pc[3];
+    struct wse_pmdconn_counts counts;
+
+    inflating_cap = 2;
+    over_every = 0;
+    fill(5000, 3);
+    size_t cn = client_deflate(msg, 5000, comp, sizeof comp);
+    for (int i = 0; i < 3; i++)
+        pc[i] = open_conn("permessage-deflate", "", 1 << 20, 0, false);
+    /* Two messages arriving (first pieces only) hold the two streams. */
+    for (int i = 0; i < 3; i++) {
+        struct wse_event ev = { .kind = WSE_EV_DATA, .opcode = WSE_OP_BINARY, .first = true,
+                                .last = false, .compressed = true, .data = comp, .len = 10 };
+        wse_batch_reset(&batch);
+        unsigned code = wse_pmdconn_data(pc[i], &batch, &ev, NULL, 0, &io, &counts);
+        ck_assert_uint_eq(code, i < 2 ? 0 : WSE_CLOSE_TRY_LATER);
+    }
+    /* The first ends its message: its stream goes back, the third may start. */
+    struct wse_event rest = { .kind = WSE_EV_DATA, .opcode = WSE_OP_BINARY, .first = false,
+                              .last = true, .compressed = true, .data = comp + 10,
+                              .len = cn - 10 };
+    wse_batch_reset(&batch);
+    ck_assert_uint_eq(wse_pmdconn_data(pc[0], &batch, &rest, NULL, 0, &io, &counts), 0);
+    ck_assert_uint_eq(feed(pc[2], WSE_OP_BINARY, comp, cn, 0), 0);
+    /* Freeing a connection mid-message gives its stream back too. */
+    wse_pmdconn_free(pc[1]);
+    ck_assert_uint_eq(feed(pc[0], WSE_OP_BINARY, comp, cn, 100), 0);
+    wse_pmdconn_free(pc[0]);
+    wse_pmdconn_free(pc[2]);
+    inflating_cap = 1024;
+}
+END_TEST
+
 static Suite *pmdconn_suite(void)
 {
     Suite *s = suite_create("pmdconn");
@@ -385,6 +422,7 @@ static Suite *pmdconn_suite(void)
     tcase_add_test(tc, limits_give_their_codes);
     tcase_add_test(tc, safari_user_agents);
     tcase_add_test(tc, safari_guard_inflates_with_takeover);
+    tcase_add_test(tc, lent_decompressors_are_capped);
     suite_add_tcase(s, tc);
     return s;
 }
