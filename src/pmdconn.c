@@ -124,6 +124,7 @@ static struct own_inflate *inflate_borrow(unsigned *code)
     } else if (!(o = inflate_new(WSE_PMD_BITS_MAX, false))) {
         return NULL;
     }
+    o->in.max = P.cfg.max_message;     /* a setup since it was made may have changed it */
     P.lent++;
     return o;
 }
