@@ -36,14 +36,18 @@ struct own_deflate {
     _Alignas(WSE_PMDZ_ALIGN) uint8_t mem[];
 };
 
+/* 24 bytes: an idle connection without takeover holds only this. */
 struct wse_pmdconn {
     struct own_inflate *in;     /* owned (takeover), or lent while a message arrives */
-    struct own_deflate *out;    /* owned with server takeover, else NULL */
+    struct own_deflate *out;    /* owned with server takeover (from the first echo) */
     struct wse_utf8 utf8;       /* the inflated text of the open message */
-    uint8_t deflate_bits;
-    bool in_owned;
-    bool started;               /* the echo's first frame went out */
+    uint8_t deflate_bits : 4;   /* 9..15 */
+    uint8_t inflate_bits : 4;   /* 9..15, of an owned decompressor */
+    bool in_owned : 1;          /* client takeover (or the Safari guard) */
+    bool out_owned : 1;         /* server takeover */
+    bool started : 1;           /* the echo's first frame went out */
 };
+_Static_assert(sizeof(struct wse_pmdconn) <= 24, "a malloc chunk of 32 bytes");
 
 static struct {
     struct wse_pmdconn_cfg cfg;
@@ -171,8 +175,10 @@ static void deflate_del(struct own_deflate *o)
 /* The compressor for pc's echo: its own, or the worker's for its window. */
 static struct wse_deflate *deflater(struct wse_pmdconn *pc)
 {
-    if (pc->out)
-        return &pc->out->d;
+    if (pc->out_owned && !pc->out)
+        pc->out = deflate_new(pc->deflate_bits, true);     /* at the first echo */
+    if (pc->out_owned)
+        return pc->out ? &pc->out->d : NULL;
     struct own_deflate **s = &P.shared[pc->deflate_bits];
     if (!*s)
         *s = deflate_new(pc->deflate_bits, false);
@@ -243,24 +249,20 @@ struct wse_pmdconn *wse_pmdconn_negotiate(const struct wse_http_req *req, const 
         *why = "no memory";
     if (!(pc = calloc(1, sizeof *pc)))
         return NULL;
-    pc->deflate_bits = a.deflate_bits;
-    if (!a.server_nct && !(pc->out = deflate_new(a.deflate_bits, true)))
-        goto fail;
-    if (!a.client_nct || guard) {
-        pc->in_owned = true;
-        if (!(pc->in = inflate_new(guard ? WSE_PMD_BITS_MAX : a.inflate_bits, true)))
-            goto fail;
-    }
+    /* Takeover streams are made at the first message that needs them, so
+     * a connection that never sends one costs its 24 bytes only. */
+    pc->deflate_bits = a.deflate_bits & 15;
+    pc->inflate_bits = (guard ? WSE_PMD_BITS_MAX : a.inflate_bits) & 15;
+    pc->out_owned = !a.server_nct;
+    pc->in_owned = !a.client_nct || guard;
     *hdr_len = wse_pmd_response(hdr, WSE_PMD_RESPONSE_MAX, &a);
-    if (!*hdr_len)
-        goto fail;
+    if (!*hdr_len) {
+        free(pc);
+        return NULL;
+    }
     if (why)
         *why = guard ? "accepted (Safari guard: own inflate context)" : "accepted";
     return pc;
-fail:
-    wse_pmdconn_free(pc);
-    *hdr_len = 0;
-    return NULL;
 }
 
 void wse_pmdconn_free(struct wse_pmdconn *pc)
@@ -468,8 +470,12 @@ unsigned wse_pmdconn_data(struct wse_pmdconn *pc, struct wse_batch *b,
     if (ev->first) {
         pc->started = false;
         wse_utf8_init(&pc->utf8);
-        unsigned code;
-        if (!pc->in && !(pc->in = inflate_borrow(&code)))
+        unsigned code = WSE_CLOSE_INTERNAL;
+        if (!pc->in && pc->in_owned)
+            pc->in = inflate_new(pc->inflate_bits, true);   /* the first message */
+        else if (!pc->in)
+            pc->in = inflate_borrow(&code);
+        if (!pc->in)
             return code;
         if (ev->opcode == WSE_OP_TEXT && prefix_len && prefix_len <= WSE_STR_MAX) {
             memcpy(P.buf[0], prefix, prefix_len);
