@@ -214,6 +214,9 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_CORE)
 	@$(if $(Q),echo "  FUZZ    $@")
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(LIBS_CORE)
 
+# The deflate transform is layer 1: its fuzzer links it beside the core.
+build/fuzz/fuzz_pmdconn: src/pmdconn.c
+
 # Each target runs FUZZ_SECONDS on a scratch copy of its seed corpus, so new
 # inputs never dirty the tree; a finding is written to build/fuzz/ and fails.
 fuzz: $(FUZZ_BIN)
