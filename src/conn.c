@@ -33,13 +33,13 @@
 #include "msg.h"
 #include "net.h"
 #include "page.h"
+#include "pmd.h"
+#include "pmdconn.h"
 #include "proxy.h"
 #include "route.h"
 #include "stats.h"
 #include "timer.h"
 #include "transform.h"
-#include "pmd.h"
-#include "pmdconn.h"
 #include "transport.h"
 
 #define RBUF_SIZE   (256 * 1024)    /* one read's worth; large messages stream */
