@@ -448,3 +448,26 @@ def test_output_of_one_small_piece_is_held_to_high_water():
             assert inflate(wire) == bytes(size)
             f = controls[0] if controls else ws.recv_frame(timeout=10)
             assert (f.opcode, f.payload) == (OP_PONG, b"after"), f
+
+
+def test_drain_while_a_piece_is_paused():
+    """A reload that closes at once (--drain-timeout 0) a connection whose
+    compressed piece is paused at the high-water mark: the paused echo is
+    dropped, the close frame goes out after what was queued, and the old
+    worker exits cleanly."""
+    bomb = deflate(bytes(16 << 20))
+    with Server(PMD, "-w", "1", "--deflate-level", "0", "--max-message", "32M",
+                "--high-water", "64K", "--low-water", "16K", "--close-spread", "0",
+                "--drain-timeout", "0", workers=None) as srv:
+        with RawWS(srv.port, headers=offer(), rcvbuf=65536) as ws:
+            ws.send_frame(OP_BINARY, bomb, rsv=RSV1)
+            wse.wait_until(lambda: worker_counters(srv)["backpressure"] >= 1, wse.scaled(10),
+                           "backpressure on the non-reading peer")
+            srv.signal(signal.SIGHUP)
+            srv.wait_for_line(r"reload: generation 2 serving", 20)
+            code, _, before = ws.expect_close(timeout=30)
+            assert code in (1001, 1012), code
+            echoed = sum(len(f.payload) for f in before)
+            assert 0 < echoed < 16 << 20, f"{echoed} bytes echoed before the drain's close"
+            assert not any(f.fin for f in before if f.opcode < 8), "the paused echo was finished"
+        srv.wait_for_line(r"worker 0 \(pid \d+, generation 1\) exited with status 0", 20)
