@@ -49,7 +49,7 @@ endif
 # Layer 0: the pure protocol core (libc, libcrypto, libb64 only).
 CORE    := common utf8 frame msg http handshake page proxy route transform hsbuf pmd pmdz
 # Layer 1: infrastructure without libev.
-INFRA   := log config net chan stats notify iplimit prom priv transport groups sockets tls access connlimit
+INFRA   := log config net chan stats notify iplimit prom priv transport groups sockets tls access connlimit pmdconn
 # Layer 2: on libev.
 SERVER  := conn timer worker master stats_cli metrics
 
@@ -213,6 +213,9 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_CORE)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZ    $@")
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(LIBS_CORE)
+
+# The deflate transform is layer 1: its fuzzer links it beside the core.
+build/fuzz/fuzz_pmdconn: src/pmdconn.c
 
 # Each target runs FUZZ_SECONDS on a scratch copy of its seed corpus, so new
 # inputs never dirty the tree; a finding is written to build/fuzz/ and fails.

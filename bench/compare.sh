@@ -21,7 +21,7 @@ MULTI=1
 INSTALL=1
 HOLD_N=10000
 CR_CONNS=100        # connections cycling at once in the handshake test
-SERVERS_ALL="wsechod raw lws gorilla node tornado tornado-prefix"
+SERVERS_ALL="wsechod raw lws gorilla node tornado tornado-prefix wsechod-deflate node-deflate"
 SERVERS=$SERVERS_ALL
 SIZES="64 4096 65536"
 REPORT=""
@@ -50,7 +50,9 @@ with wsbench pinned to CPU 1, stops it.  Writes bench/results/RESULTS-<date>.md
                   100 connections, pipeline 1 and 16, 1 run of 1 s,
                   --hold 1000, no multi-worker run (about 2 minutes)
   --servers LIST  comma-separated subset of:
-                  wsechod,raw,lws,gorilla,node,tornado,tornado-prefix
+                  wsechod,raw,lws,gorilla,node,tornado,tornado-prefix,
+                  wsechod-deflate,node-deflate (permessage-deflate without
+                  context takeover, text messages, wsbench --deflate)
   --no-multi      skip the wsechod 1-worker / 2-worker unpinned run
   --no-install    do not run scripts/bench-deps.sh; skip what is missing
   --hold N        idle connections for the heap-per-connection figure
@@ -265,6 +267,7 @@ build_all() {
         fi
     fi
     AVAILABLE[wsechod]=1
+    AVAILABLE[wsechod-deflate]=1
     if [ -x build/rawecho ]; then AVAILABLE[raw]=1; else skip raw "build/rawecho did not build (see $RUNDIR/build.log)"; fi
     mkdir -p build/peers
 
@@ -294,7 +297,7 @@ build_all() {
             skip gorilla "bench/peers/gorilla_echo.go did not build (see $RUNDIR/build.log)"
         fi
     fi
-    if [[ $want == *" node "* ]]; then
+    if [[ $want == *" node "* || $want == *" node-deflate "* ]]; then
         need_group node
         if ! command -v node >/dev/null 2>&1; then
             skip node "node is not installed (scripts/bench-deps.sh node)"
@@ -302,6 +305,7 @@ build_all() {
             skip node "the ws package is not installed in bench/peers/node_ws (scripts/bench-deps.sh node)"
         else
             AVAILABLE[node]=1
+            AVAILABLE[node-deflate]=1
         fi
     fi
     if [[ $want == *" tornado"* ]]; then
@@ -328,6 +332,8 @@ server_label() {
         node) echo "Node ws $(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' bench/peers/node_ws/node_modules/ws/package.json 2>/dev/null) (node $(node --version 2>/dev/null))" ;;
         tornado) echo "Tornado $(/usr/bin/python3 -c 'import tornado; print(tornado.version)' 2>/dev/null) (pure echo)" ;;
         tornado-prefix) echo "Tornado (tutorial, \"You said: \")" ;;
+        wsechod-deflate) echo "wsechod -w 1 --permessage-deflate" ;;
+        node-deflate) echo "$(server_label node) perMessageDeflate" ;;
     esac
 }
 
@@ -345,6 +351,9 @@ server_cmd() {
         node) SRV_CMD=(node bench/peers/node_ws/echo.js "$port") ;;
         tornado) SRV_CMD=(/usr/bin/python3 bench/peers/tornado_echo.py "$port") ;;
         tornado-prefix) SRV_CMD=(/usr/bin/python3 bench/peers/tornado_echo.py --prefix "$port") ;;
+        wsechod-deflate) SRV_CMD=(build/wsechod -w 1 --log-level warn --permessage-deflate
+                                  --deflate-min-size 0 -l "127.0.0.1:$port") ;;
+        node-deflate) SRV_CMD=(node bench/peers/node_ws/echo.js "$port" notakeover) ;;
     esac
 }
 
@@ -465,13 +474,22 @@ flag_errors() {     # NAME WHAT FILE ERRS
     fi
 }
 
+# wsbench's message flags for a server: binary messages, or for the
+# permessage-deflate servers text compressed both ways (--deflate).
+msg_flags() {       # NAME [hold]
+    case "$1" in
+        *-deflate) echo "--deflate" ;;
+        *) [ "${2:-}" = hold ] || echo "--binary" ;;
+    esac
+}
+
 echo_run() {        # NAME SIZE CONNS PIPE RUN
     local name=$1 size=$2 conns=$3 pipe=$4 run=$5 out k0 k1 m0 m1 msgs rate errs cpu other args
     out=$RUNDIR/$name-s$size-c$conns-p$pipe-r$run.json
     if [ "$name" = raw ]; then
         args=(--raw -t 1 -c "$conns" -s "$size" -p "$pipe" -d "$DURATION" --timeout "$WSBENCH_TIMEOUT" --json "tcp://127.0.0.1:$CUR_PORT")
     else
-        args=(-t 1 -c "$conns" -s "$size" -p "$pipe" -d "$DURATION" --binary --timeout "$WSBENCH_TIMEOUT" --json "ws://127.0.0.1:$CUR_PORT/websocket")
+        args=(-t 1 -c "$conns" -s "$size" -p "$pipe" -d "$DURATION" $(msg_flags "$name") --timeout "$WSBENCH_TIMEOUT" --json "ws://127.0.0.1:$CUR_PORT/websocket")
     fi
     k0=$(tree_ticks "$CUR_SRV"); m0=$(machine_ticks)
     wsb "$(awk -v d="$DURATION" 'BEGIN { print int(d + 60) }')" "$out" "${args[@]}"
@@ -500,7 +518,7 @@ connect_run() {     # NAME RUN
     out=$RUNDIR/$name-connect-r$run.json
     k0=$(tree_ticks "$CUR_SRV"); m0=$(machine_ticks)
     wsb "$(awk -v d="$DURATION" 'BEGIN { print int(d + 60) }')" "$out" \
-        --connect-rate -t 1 -c "$CR_CONNS" -s 64 --binary -d "$DURATION" --json "ws://127.0.0.1:$CUR_PORT/websocket"
+        --connect-rate -t 1 -c "$CR_CONNS" -s 64 $(msg_flags "$name") -d "$DURATION" --json "ws://127.0.0.1:$CUR_PORT/websocket"
     m1=$(machine_ticks); k1=$(tree_ticks "$CUR_SRV")
     hs=$(json_num "$out" handshakes); hs=${hs:-0}
     rate=$(json_num "$out" conns_per_sec); rate=${rate:-0}
@@ -528,7 +546,7 @@ hold_run() {        # NAME
     rss0=$(tree_rss "$CUR_SRV")
     s0=$(tree_sockets "$CUR_SRV")
     t0=$(date +%s.%N)
-    timeout -s INT -k 30 150 "${PIN_CLI[@]}" build/wsbench --hold "$HOLD_N" -t 1 -d 120 --timeout 10s --json \
+    timeout -s INT -k 30 150 "${PIN_CLI[@]}" build/wsbench --hold "$HOLD_N" $(msg_flags "$name" hold) -t 1 -d 120 --timeout 10s --json \
         "ws://127.0.0.1:$CUR_PORT/websocket" >"$out" 2>"$out.err" &
     CUR_CLI=$!
     for i in $(seq 1 180); do       # up to 90 s
@@ -665,6 +683,7 @@ short_name() {
         wsechod) echo "wsechod" ;; wsechod-w1) echo "wsechod w1 unpinned" ;; wsechod-w2) echo "wsechod w2 unpinned" ;;
         raw) echo "raw TCP" ;; lws) echo "libwebsockets" ;; gorilla) echo "gorilla" ;;
         node) echo "Node ws" ;; tornado) echo "Tornado" ;; tornado-prefix) echo "Tornado prefix" ;;
+        wsechod-deflate) echo "wsechod deflate" ;; node-deflate) echo "Node ws deflate" ;;
     esac
 }
 
@@ -946,7 +965,7 @@ log "compare.sh: results in $RESULTS (raw runs $TSV, wsbench JSON in $RUNDIR/)"
 build_all
 
 ORDER=()
-for n in wsechod raw lws gorilla node tornado tornado-prefix; do
+for n in wsechod raw lws gorilla node tornado tornado-prefix wsechod-deflate node-deflate; do
     [[ " $SERVERS " == *" $n "* ]] || continue
     if [ -n "${AVAILABLE[$n]:-}" ]; then ORDER+=("$n"); fi
 done
@@ -972,6 +991,10 @@ fi
 MAIN=()
 for n in raw wsechod lws gorilla node tornado; do
     [ -n "$(echo_servers "$n")" ] && MAIN+=("$n")
+done
+DEFL=()
+for n in wsechod wsechod-deflate node-deflate; do
+    [ -n "$(echo_servers "$n")" ] && DEFL+=("$n")
 done
 MULTIS=()
 for n in wsechod wsechod-w1 wsechod-w2; do
@@ -1029,7 +1052,8 @@ fi
     fi
     echo "## Handshakes and idle connections"
     echo
-    server_table wsechod raw lws gorilla node tornado tornado-prefix wsechod-w1 wsechod-w2
+    server_table wsechod raw lws gorilla node tornado tornado-prefix wsechod-w1 wsechod-w2 \
+        wsechod-deflate node-deflate
     echo "Handshakes: \`wsbench --connect-rate -c $CR_CONNS\` (connect, handshake, one 64 B echo, close; repeat)."
     echo "Server CPU per handshake: the same server CPU as above, divided by the handshakes. ‡ = wsbench-bound, as above"
     echo "(wsbench's core ≥ $BOUND_CLI% busy, the server's < $BOUND_SRV%): the rate is wsbench's limit; compare the CPU µs per handshake."
@@ -1041,6 +1065,20 @@ fi
         echo "Tornado prefix (the tutorial's \`\"You said: \" + message\`): $PREFIX_NOTE."
         echo "Its echo throughput is therefore not measured; its heap figure is above; the pure-echo Tornado handler"
         echo "stands in for it in the echo tables (the same code path plus one string concatenation)."
+        echo
+    fi
+    if [ ${#DEFL[@]} -gt 1 ]; then
+        echo "## permessage-deflate (no context takeover)"
+        echo
+        echo "wsbench \`--deflate\`: text messages (printable ASCII of the pattern, which compresses to about 80 %),"
+        echo "each compressed by wsbench and sent with RSV1, every echo inflated and compared; the servers compress"
+        echo "every echo (wsechod \`--deflate-min-size 0\`, level 1; Node ws threshold 0, level 6). The wsechod column is"
+        echo "the uncompressed baseline (binary messages, as above). Bytes on the wire and the takeover cells:"
+        echo "bench/deflate_compare.py."
+        echo
+        echo_table "### Server CPU seconds per million echoed messages" cpu "${DEFL[@]}"
+        echo_table "### Messages per second" rate "${DEFL[@]}"
+        echo "$MARKS_NOTE."
         echo
     fi
     if [ ${#MULTIS[@]} -gt 1 ]; then

@@ -42,6 +42,8 @@ static void usage(FILE *f)
           "  -s, --size SIZE          message payload bytes; k/K = 1024, m/M, g/G (default 64)\n"
           "  -p, --pipeline N         messages in flight per connection (default 1)\n"
           "      --binary             binary messages (default: printable ASCII text)\n"
+          "      --deflate            offer permessage-deflate (no context takeover), compress\n"
+          "                           every message, inflate and check every echo\n"
           "      --latency            print the latency distribution\n"
           "      --timeout T          an echo later than this is an error (default 2s)\n"
           "      --json               print the results as one JSON object\n"
@@ -288,6 +290,7 @@ int main(int argc, char **argv)
         {"size", required_argument, NULL, 's'},
         {"pipeline", required_argument, NULL, 'p'},
         {"binary", no_argument, NULL, 'B'},
+        {"deflate", no_argument, NULL, 'D'},
         {"latency", no_argument, NULL, 'L'},
         {"timeout", required_argument, NULL, 'T'},
         {"json", no_argument, NULL, 'J'},
@@ -324,6 +327,7 @@ int main(int argc, char **argv)
         case 's': cfg.size = parse_size(optarg); break;
         case 'p': cfg.pipeline = parse_count(optarg, "-p", 1, MAX_PIPELINE); break;
         case 'B': cfg.binary = true; break;
+        case 'D': cfg.deflate = true; break;
         case 'L': cfg.latency = true; break;
         case 'T':
             if ((cfg.timeout_s = parse_time(optarg)) < 0)

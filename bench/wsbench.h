@@ -50,6 +50,7 @@ struct wsb_config {
     uint64_t size;              /* payload bytes per message */
     unsigned pipeline;
     bool binary;
+    bool deflate;               /* --deflate: permessage-deflate, no context takeover */
     bool latency;
     bool json;
     unsigned verbose;           /* error lines to print per thread */

@@ -30,6 +30,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <zlib.h>
 
 #include "common.h"
 #include "frame.h"
@@ -56,6 +57,7 @@ enum cstate { CS_IDLE, CS_CONNECTING, CS_HS, CS_OPEN, CS_CLOSING, CS_DONE };
 #define F_RETRY        0x080    /* reconnect at the next tick */
 #define F_SHUT         0x100    /* raw: shut down writing once the output is sent */
 #define F_SHUT_DONE    0x200
+#define F_ZIN          0x400    /* --deflate: the message being received is compressed */
 
 struct ctx;
 
@@ -96,6 +98,11 @@ struct wsb_conn {
     uint8_t ctl[WSE_CONTROL_MAX];
     uint8_t pong[WSE_CONTROL_MAX];
 
+    /* --deflate: the message being sent, compressed; the echo being
+     * received, still compressed (inflated and checked at its end) */
+    uint8_t *zout, *zin;
+    uint32_t zout_len, zout_cap, zin_len, zin_cap;
+
     char *hs;                   /* the 101 response head while it arrives */
     uint32_t hs_len;
     char accept[WSE_ACCEPT_LEN + 1];
@@ -127,7 +134,11 @@ struct ctx {
     uint64_t last_count;
     unsigned pool_pos;
     uint8_t pool[4096];         /* getrandom() bytes for handshake keys */
+    z_stream def, inf;          /* --deflate: reset per message (no takeover either way) */
+    uint8_t *zbuf;              /* inflated echo, ZBUF bytes at a time */
 };
+
+#define ZBUF (64u * 1024)
 
 enum { LATER, NOW };
 
@@ -301,7 +312,11 @@ static void emit_payload(struct ctx *x, struct wsb_conn *c, uint32_t room)
     uint8_t *start = c->obuf + c->olen, *o = start;
     const uint8_t *pat = x->cfg->pattern;
 
-    for (uint64_t left = k; left;) {
+    if (x->cfg->deflate) {
+        memcpy(o, c->zout + c->cur_pos, (size_t)k);
+        c->cur_pos += k;
+    }
+    for (uint64_t left = x->cfg->deflate ? 0 : k; left;) {
         uint32_t idx = (uint32_t)((c->cur_off + c->cur_pos) & (WSB_PAT_LEN - 1));
         size_t m = left < WSB_PAT_LEN ? (size_t)left : WSB_PAT_LEN;
         memcpy(o, pat + idx, m);
@@ -313,6 +328,78 @@ static void emit_payload(struct ctx *x, struct wsb_conn *c, uint32_t room)
         c->cur_mpos = wse_unmask(start, (size_t)k, c->cur_mask, c->cur_mpos);
     c->olen += (uint32_t)k;
     c->cur_left -= k;
+}
+
+/*
+ * --deflate: the message about to be sent (the pattern from cur_off),
+ * compressed into c->zout as its own DEFLATE stream, the sync-flush tail
+ * dropped (RFC 7692 7.2.1); cur_left becomes its length.  -1: no memory.
+ */
+static int compress_msg(struct ctx *x, struct wsb_conn *c)
+{
+    uint64_t size = x->cfg->size;
+    uLong bound = deflateBound(&x->def, (uLong)size) + 16;
+
+    if (bound > UINT32_MAX)
+        return -1;
+    if (c->zout_cap < bound) {
+        free(c->zout);
+        if (!(c->zout = malloc(bound))) {
+            c->zout_cap = 0;
+            conn_error(x, c, WSB_E_WRITE, "out of memory for a compressed message");
+            return -1;
+        }
+        c->zout_cap = (uint32_t)bound;
+    }
+    deflateReset(&x->def);
+    x->def.next_out = c->zout;
+    x->def.avail_out = (uInt)bound;
+    for (uint64_t pos = 0; pos < size || pos == 0;) {
+        uint32_t idx = (uint32_t)((c->cur_off + pos) & (WSB_PAT_LEN - 1));
+        uint64_t m = size - pos < WSB_PAT_LEN ? size - pos : WSB_PAT_LEN;
+        x->def.next_in = (Bytef *)(uintptr_t)(x->cfg->pattern + idx);
+        x->def.avail_in = (uInt)m;
+        pos += m;
+        if (deflate(&x->def, pos < size ? Z_NO_FLUSH : Z_SYNC_FLUSH) != Z_OK)
+            break;
+        if (!size)
+            break;
+    }
+    c->zout_len = (uint32_t)(bound - x->def.avail_out);
+    if (c->zout_len < 4) {
+        conn_error(x, c, WSB_E_WRITE, "zlib failed to compress a message");
+        return -1;
+    }
+    c->zout_len -= 4;
+    c->cur_left = c->zout_len;
+    return 0;
+}
+
+static int verify(struct ctx *x, struct wsb_conn *c, const uint8_t *p, size_t k);
+
+/* --deflate: the whole compressed echo is in c->zin: inflate and check it. */
+static int inflate_echo(struct ctx *x, struct wsb_conn *c)
+{
+    static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+
+    inflateReset(&x->inf);
+    for (int part = 0; part < 2; part++) {
+        x->inf.next_in = (Bytef *)(uintptr_t)(part ? tail : c->zin);
+        x->inf.avail_in = part ? 4 : c->zin_len;
+        do {
+            x->inf.next_out = x->zbuf;
+            x->inf.avail_out = ZBUF;
+            int rc = inflate(&x->inf, Z_SYNC_FLUSH);
+            if (rc != Z_OK && rc != Z_BUF_ERROR && rc != Z_STREAM_END) {
+                conn_error(x, c, WSB_E_MISMATCH, "echo does not inflate (zlib %d)", rc);
+                return -1;
+            }
+            if (verify(x, c, x->zbuf, ZBUF - x->inf.avail_out) < 0)
+                return -1;
+        } while (x->inf.avail_out == 0);
+    }
+    c->zin_len = 0;
+    return 0;
 }
 
 /* Appends what may be sent now to the output buffer. */
@@ -361,13 +448,17 @@ static void fill(struct ctx *x, struct wsb_conn *c, uint64_t now)
         c->cur_off = pat_off(c->id, seq);
         c->cur_pos = 0;
         c->cur_left = size;
+        if (cfg->deflate && compress_msg(x, c) < 0)
+            return;
         if (!x->raw) {
             uint32_t m = (uint32_t)(rng_next(&x->rng) >> 32);
             uint8_t *o = c->obuf + c->olen;
             memcpy(c->cur_mask, &m, 4);
             c->cur_mpos = 0;
             size_t hl = wse_frame_write_header(o, true, cfg->binary ? WSE_OP_BINARY : WSE_OP_TEXT,
-                                               size);
+                                               c->cur_left);
+            if (cfg->deflate)
+                o[0] |= WSE_RSV1;
             o[1] |= 0x80;
             memcpy(o + hl, c->cur_mask, 4);
             c->olen += (uint32_t)(hl + 4);
@@ -579,8 +670,12 @@ static void on_connected(struct ctx *x, struct wsb_conn *c, uint32_t ev, uint64_
                          "Connection: Upgrade\r\n"
                          "Sec-WebSocket-Key: %s\r\n"
                          "Sec-WebSocket-Version: 13\r\n"
+                         "%s"
                          "\r\n",
-                         x->cfg->path, x->cfg->host_hdr, key);
+                         x->cfg->path, x->cfg->host_hdr, key,
+                         x->cfg->deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                                           "server_no_context_takeover; "
+                                           "client_no_context_takeover\r\n" : "");
         c->olen = (uint32_t)n;      /* ocap was sized for the request */
         c->state = CS_HS;
     }
@@ -613,10 +708,10 @@ static bool name_is(const char *s, size_t n, const char *name)
 }
 
 /* Checks the response head h[0..len) (RFC 6455 4.1, the client's duties). */
-static const char *check_response(const struct wsb_conn *c, const char *h, size_t len,
-                                  char *why, size_t wlen)
+static const char *check_response(const struct ctx *x, const struct wsb_conn *c, const char *h,
+                                  size_t len, char *why, size_t wlen)
 {
-    bool up = false, conn = false, acc = false;
+    bool up = false, conn = false, acc = false, ext = false;
 
     if (len < 13 || memcmp(h, "HTTP/1.1 ", 9) != 0) {
         snprintf(why, wlen, "not an HTTP/1.1 response");
@@ -665,6 +760,15 @@ static const char *check_response(const struct wsb_conn *c, const char *h, size_
                 return why;
             }
             acc = true;
+        } else if (x->cfg->deflate && name_is(p, nl, "sec-websocket-extensions")) {
+            /* We offered no context takeover both ways: the answer must
+             * keep the server's (RFC 7692 7.1.1.1); ours we keep anyway. */
+            if (ext || vl < 18 || memcmp(v, "permessage-deflate", 18) != 0 ||
+                !memmem(v, vl, "server_no_context_takeover", 26)) {
+                snprintf(why, wlen, "Sec-WebSocket-Extensions: %.*s", (int)vl, v);
+                return why;
+            }
+            ext = true;
         } else if (name_is(p, nl, "sec-websocket-extensions") ||
                    name_is(p, nl, "sec-websocket-protocol")) {
             snprintf(why, wlen, "unrequested %.*s", (int)nl, p);
@@ -675,6 +779,10 @@ static const char *check_response(const struct wsb_conn *c, const char *h, size_
     if (!up || !conn || !acc) {
         snprintf(why, wlen, "missing %s", !up ? "Upgrade" : !conn ? "Connection: upgrade"
                                                                   : "Sec-WebSocket-Accept");
+        return why;
+    }
+    if (x->cfg->deflate && !ext) {
+        snprintf(why, wlen, "permessage-deflate declined");
         return why;
     }
     return NULL;
@@ -706,7 +814,7 @@ static int hs_feed(struct ctx *x, struct wsb_conn *c, const uint8_t *p, size_t n
     size_t head = (size_t)(e - c->hs) + 4;
     char why[200];
     *used = head - old;
-    if (check_response(c, c->hs, head, why, sizeof why)) {
+    if (check_response(x, c, c->hs, head, why, sizeof why)) {
         conn_error(x, c, WSB_E_HANDSHAKE, "%s", why);
         return -1;
     }
@@ -833,6 +941,8 @@ static int end_frame(struct ctx *x, struct wsb_conn *c, uint64_t now)
         if (!c->frame_fin)
             return 0;
         c->flags &= (uint16_t)~F_IN_MSG;
+        if ((c->flags & F_ZIN) && inflate_echo(x, c) < 0)
+            return -1;
         if (c->msg_pos != x->cfg->size) {
             conn_error(x, c, WSB_E_MISMATCH, "echo of %" PRIu64 " bytes, sent %" PRIu64,
                        c->msg_pos, x->cfg->size);
@@ -854,7 +964,8 @@ static int start_frame(struct ctx *x, struct wsb_conn *c, const uint8_t *h, uint
     unsigned op = h[0] & 0x0F, fin = h[0] >> 7, l7 = h[1] & 0x7F;
     uint64_t len = l7;
 
-    if (h[0] & 0x70) {
+    bool rsv1_ok = x->cfg->deflate && (op == WSE_OP_TEXT || op == WSE_OP_BINARY);
+    if (h[0] & (rsv1_ok ? 0x30 : 0x70)) {
         conn_error(x, c, WSB_E_READ, "frame with RSV bits 0x%02x", h[0] & 0x70);
         return -1;
     }
@@ -903,6 +1014,8 @@ static int start_frame(struct ctx *x, struct wsb_conn *c, const uint8_t *h, uint
             return -1;
         }
         c->flags |= F_IN_MSG;
+        c->flags = (uint16_t)((c->flags & ~F_ZIN) | (h[0] & WSE_RSV1 ? F_ZIN : 0));
+        c->zin_len = 0;
         c->msg_pos = 0;
         c->msg_off = pat_off(c->id, c->recv_seq);
         break;
@@ -926,6 +1039,24 @@ static int start_frame(struct ctx *x, struct wsb_conn *c, const uint8_t *h, uint
     c->flags |= F_IN_FRAME;
     if (len == 0)
         return end_frame(x, c, now);
+    return 0;
+}
+
+/* --deflate: a compressed echo's bytes, kept until its last frame. */
+static int keep_zin(struct ctx *x, struct wsb_conn *c, const uint8_t *p, size_t k)
+{
+    if (c->zin_len + k > c->zin_cap) {
+        uint64_t cap = (uint64_t)(c->zin_len + k) * 2;
+        uint8_t *z = cap <= UINT32_MAX ? realloc(c->zin, cap) : NULL;
+        if (!z) {
+            conn_error(x, c, WSB_E_READ, "out of memory for a compressed echo");
+            return -1;
+        }
+        c->zin = z;
+        c->zin_cap = (uint32_t)cap;
+    }
+    memcpy(c->zin + c->zin_len, p, k);
+    c->zin_len += (uint32_t)k;
     return 0;
 }
 
@@ -964,6 +1095,9 @@ static int ws_feed(struct ctx *x, struct wsb_conn *c, const uint8_t *p, size_t n
         if (c->frame_op >= WSE_OP_CLOSE) {
             memcpy(c->ctl + c->ctl_len, p, k);
             c->ctl_len = (uint8_t)(c->ctl_len + k);
+        } else if (c->flags & F_ZIN) {
+            if (keep_zin(x, c, p, k) < 0)
+                return -1;
         } else if (verify(x, c, p, k) < 0) {
             return -1;
         }
@@ -1161,6 +1295,12 @@ static int setup(struct ctx *x, struct wsb_thread *t)
     x->verbose_left = cfg->verbose;
     x->pool_pos = sizeof x->pool;
     fill_random(&x->rng, sizeof x->rng);
+    if (cfg->deflate) {
+        if (deflateInit2(&x->def, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8,
+                         Z_DEFAULT_STRATEGY) != Z_OK ||
+            inflateInit2(&x->inf, -15) != Z_OK || !(x->zbuf = malloc(ZBUF)))
+            return -1;
+    }
     x->rng |= 1;
 
     /* The output buffer holds the request, or every pipelined frame
@@ -1170,7 +1310,7 @@ static int setup(struct ctx *x, struct wsb_thread *t)
     data += 256;
     if (data > OBUF_MAX)
         data = OBUF_MAX;
-    uint64_t req = 256 + strlen(cfg->path) + strlen(cfg->host_hdr);
+    uint64_t req = 384 + strlen(cfg->path) + strlen(cfg->host_hdr);
     uint32_t ocap = (uint32_t)(data > req ? data : req);
 
     x->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -1206,11 +1346,20 @@ static void teardown(struct ctx *x)
     if (x->ep >= 0)
         close(x->ep);
     free(x->rbuf);
+    for (unsigned i = 0; x->conns && i < x->t->nconns; i++) {
+        free(x->conns[i].zout);
+        free(x->conns[i].zin);
+    }
     free(x->conns);
     free(x->now_list);
     free(x->obufs);
     free(x->tss);
     free(x->hss);
+    if (x->cfg->deflate) {
+        deflateEnd(&x->def);
+        inflateEnd(&x->inf);
+        free(x->zbuf);
+    }
 }
 
 static void run_events(struct ctx *x, int timeout_ms)

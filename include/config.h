@@ -72,6 +72,16 @@ struct wse_config {
     char tls_ciphers[WSE_STR_MAX];      /* TLS 1.2 cipher list; "" = OpenSSL's default */
     char tls_ciphersuites[WSE_STR_MAX]; /* TLS 1.3 suites; "" = OpenSSL's default */
     char tls_groups[WSE_STR_MAX];       /* key exchange groups; "" = OpenSSL's default */
+    /* permessage-deflate (RFC 7692), off by default */
+    unsigned permessage_deflate;        /* 1: accept the extension */
+    unsigned deflate_window_bits;       /* 8..15: the server's window (15) */
+    unsigned deflate_mem_level;         /* 1..9: zlib's memLevel (8) */
+    unsigned deflate_level;             /* 0..9: zlib's level (1) */
+    unsigned deflate_server_takeover;   /* 1: keep the server's context (no) */
+    unsigned deflate_client_takeover;   /* 1: let the client keep its context (no) */
+    uint64_t deflate_min_size;          /* echoes smaller than this go out uncompressed */
+    unsigned deflate_safari_guard;      /* 1: inflate Safari 15.0-15.3 with takeover (yes) */
+    unsigned deflate_max_inflating;     /* decompressors lent at once per worker (1024) */
 
     /* limits (bytes / counts) */
     uint64_t max_message;               /* default 16 MiB */

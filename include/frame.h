@@ -40,6 +40,7 @@ enum wse_close_code {
     WSE_CLOSE_TOO_BIG = 1009,
     WSE_CLOSE_INTERNAL = 1011,
     WSE_CLOSE_RESTART = 1012,
+    WSE_CLOSE_TRY_LATER = 1013,
 };
 
 static inline bool wse_opcode_is_control(unsigned op) { return (op & 0x8) != 0; }

@@ -63,4 +63,13 @@ void wse_handshake_accept(const char *key, size_t key_len, char out[WSE_ACCEPT_L
 size_t wse_handshake_response(char *out, size_t cap, const char *key, size_t key_len,
                               const char *protocol, size_t protocol_len);
 
+/*
+ * The same with extra[0..extra_len) -- complete header lines the server
+ * built itself, CRLF included (the permessage-deflate answer, pmd.h) --
+ * before the blank line.
+ */
+size_t wse_handshake_response_ext(char *out, size_t cap, const char *key, size_t key_len,
+                                  const char *protocol, size_t protocol_len,
+                                  const char *extra, size_t extra_len);
+
 #endif

@@ -94,6 +94,7 @@ struct wse_http_req {
     struct wse_span origin;     /* Origin value, len 0 if absent */
     struct wse_span key;        /* Sec-WebSocket-Key value */
     struct wse_span protocol;   /* Sec-WebSocket-Protocol (first line) */
+    struct wse_span user_agent; /* User-Agent (first line), len 0 if absent */
     struct wse_span extensions[WSE_HTTP_EXT_LINES]; /* Sec-WebSocket-Extensions lines */
     uint8_t n_extensions;       /* how many of them are kept */
 };

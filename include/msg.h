@@ -36,6 +36,7 @@ struct wse_parser {
     uint8_t piece_sent;     /* a piece of the open message was handed out */
     uint8_t frame_piece_sent; /* ... and of the current frame */
     uint8_t rsv_allowed;    /* RSV bits an extension allows (0: none) */
+    uint8_t msg_compressed; /* the open message's first frame had RSV1 (permessage-deflate) */
 };
 
 enum wse_event_kind {
@@ -51,12 +52,21 @@ struct wse_event {
     bool first;         /* DATA: first piece of its message */
     bool last;          /* DATA: last piece of its message (FIN frame fully seen) */
     bool frame_start;   /* DATA: this piece begins a frame (for frame counts) */
+    bool compressed;    /* DATA: the message is compressed (RSV1 on its first frame) */
     uint16_t code;      /* CLOSE: received code; on WSE_FAIL: the close code to send */
     uint8_t *data;      /* payload piece, unmasked, inside the caller's buffer */
     size_t len;
 };
 
-/* max_msg: largest message payload accepted; rsv_allowed: 0 without extensions. */
+/*
+ * max_msg: largest message payload accepted (on the wire: a compressed
+ * message's inflated size is the inflater's limit, pmdz.h); rsv_allowed: 0
+ * without extensions, WSE_RSV1 with permessage-deflate (RFC 7692 6): RSV1
+ * then marks a message compressed on its first frame and is a 1002 on a
+ * continuation or control frame, and a compressed text message's UTF-8 is
+ * not checked here (its payload is deflate data: the caller checks the
+ * inflated text).
+ */
 void wse_parser_init(struct wse_parser *ps, uint64_t max_msg, unsigned rsv_allowed);
 
 /*

@@ -33,6 +33,8 @@
 #include "msg.h"
 #include "net.h"
 #include "page.h"
+#include "pmd.h"
+#include "pmdconn.h"
 #include "proxy.h"
 #include "route.h"
 #include "stats.h"
@@ -110,6 +112,7 @@ struct conn {
     uint8_t tflags;             /* enum tls_flag */
     uint32_t msgs;              /* data messages echoed, saturating */
     uint64_t bytes;             /* their payload bytes, as received */
+    struct wse_pmdconn *pmd;    /* permessage-deflate's state; NULL without it */
 };
 
 /* Worker-wide state shared by all connections of this process. */
@@ -441,6 +444,93 @@ static void echo_piece(struct conn *c, const struct wse_event *ev)
         wse_transform_echo(&W.xform, &W.batch, ev);     /* an empty batch takes it */
 }
 
+static void fail_ws(struct conn *c, uint16_t code);
+
+static bool pmd_flush(void *ctx)
+{
+    struct conn *c = ctx;
+
+    flush(c);
+    return !(c->flags & F_DEAD);
+}
+
+/* Past the high-water mark after a flush: the deflate transform pauses. */
+static bool pmd_over(void *ctx)
+{
+    struct conn *c = ctx;
+
+    if (pending(c) + W.batch.bytes <= W.cfg->high_water)
+        return false;
+    flush(c);
+    return (c->flags & (F_DEAD | F_READ_PAUSED)) != 0;
+}
+
+static const struct wse_pmdconn_io pmd_io = { pmd_flush, pmd_over, NULL };
+
+static void pmd_result(struct conn *c, unsigned code)
+{
+    if (code == WSE_PMDCONN_PAUSED)
+        c->flags |= F_INPUT_HELD;       /* everything after the piece waits too */
+    else if (code && !(c->flags & F_DEAD))
+        fail_ws(c, (uint16_t)code);
+}
+
+/* The statistics count a compressed message's bytes as they travel. */
+static void count_compressed(const struct wse_event *ev, const struct wse_pmdconn_counts *n)
+{
+    bool text = ev->opcode == WSE_OP_TEXT;
+
+    STAT(frames_out, n->frames);
+    if (ev->frame_start)
+        STAT(frames_in, 1);
+    if (text) {
+        STAT(bytes_in_text, ev->len);
+        STAT(bytes_out_text, n->sent);
+    } else {
+        STAT(bytes_in_binary, ev->len);
+        STAT(bytes_out_binary, n->sent);
+    }
+    if (ev->last && text) {
+        STAT(msgs_in_text, 1);
+        STAT(msgs_out_text, 1);
+    } else if (ev->last) {
+        STAT(msgs_in_binary, 1);
+        STAT(msgs_out_binary, 1);
+    }
+}
+
+/* A compressed message's piece: inflated, checked and deflated back. */
+static void echo_compressed(struct conn *c, const struct wse_event *ev)
+{
+    struct wse_pmdconn_counts n;
+    struct wse_pmdconn_io io = pmd_io;
+
+    io.ctx = c;
+    unsigned code = wse_pmdconn_data(c->pmd, &W.batch, ev, W.xform.prefix, W.xform.prefix_len,
+                                     &io, &n);
+    count_compressed(ev, &n);
+    c->bytes += ev->len;
+    if (ev->last && c->msgs < UINT32_MAX)
+        c->msgs++;
+    pmd_result(c, code);
+}
+
+/* The output drained: the paused piece goes on (see ws_resume). */
+static void echo_resumed(struct conn *c)
+{
+    struct wse_pmdconn_counts n;
+    struct wse_pmdconn_io io = pmd_io;
+
+    io.ctx = c;
+    if (c->state != ST_OPEN) {
+        wse_pmdconn_abandon(c->pmd);    /* closing: no more echoes */
+        return;
+    }
+    unsigned code = wse_pmdconn_resume(c->pmd, &W.batch, &io, &n);
+    STAT(frames_out, n.frames);
+    pmd_result(c, code);
+}
+
 static void queue_close(struct conn *c, uint16_t code, const char *reason)
 {
     uint8_t *s = scratch(c, 2 + WSE_CONTROL_MAX);
@@ -486,7 +576,9 @@ static void on_event(struct conn *c, const struct wse_event *ev)
 {
     switch (ev->kind) {
     case WSE_EV_DATA:
-        if (c->state == ST_OPEN)
+        if (c->state == ST_OPEN && ev->compressed)
+            echo_compressed(c, ev);
+        else if (c->state == ST_OPEN)
             echo_piece(c, ev);
         else if (ev->frame_start)
             STAT(frames_in, 1);
@@ -518,6 +610,8 @@ static const char *close_reason(uint16_t code)
     case WSE_CLOSE_PROTOCOL: return "protocol error";
     case WSE_CLOSE_BAD_DATA: return "invalid UTF-8";
     case WSE_CLOSE_TOO_BIG: return "message too big";
+    case WSE_CLOSE_INTERNAL: return "internal error";
+    case WSE_CLOSE_TRY_LATER: return "try again later";
     default: return "";
     }
 }
@@ -587,7 +681,6 @@ static bool stop_at_high_water(struct conn *c, const uint8_t *rest, size_t n)
 static void ws_process(struct conn *c, uint8_t *base, size_t have)
 {
     size_t pos = 0;
-    char addr[WSE_ADDR_MAX];
 
     batch_reset();
     while (pos < have && c->state != ST_LINGER) {
@@ -600,6 +693,13 @@ static void ws_process(struct conn *c, uint8_t *base, size_t have)
             on_event(c, &ev);
             if (c->flags & F_DEAD)
                 return;
+            if (c->flags & F_INPUT_HELD) {      /* the deflate transform paused */
+                if (pos < have && keep_tail(c, base + pos, have - pos) < 0) {
+                    abort_oom(c, "input");
+                    return;
+                }
+                break;                          /* to the flush: the batch holds its last frames */
+            }
             if (pending(c) + W.batch.bytes > W.cfg->high_water &&
                 stop_at_high_water(c, base + pos, have - pos))
                 return;
@@ -612,23 +712,50 @@ static void ws_process(struct conn *c, uint8_t *base, size_t have)
             }
             break;
         }
-        log_limited(WSE_LOG_WARN, "failing connection", "%s failing connection with %u: %s",
-                    peer_str(c, addr), ev.code, close_reason(ev.code));
-        set_cause(c, CC_ERROR);
-        set_close_code(c, ev.code);
-        count_error(ev.code);
-        queue_close(c, ev.code, close_reason(ev.code));
-        linger(c);
+        fail_ws(c, ev.code);
     }
     flush(c);
+}
+
+/* Fails the connection with code: the close frame, then linger. */
+static void fail_ws(struct conn *c, uint16_t code)
+{
+    char addr[WSE_ADDR_MAX];
+
+    log_limited(WSE_LOG_WARN, "failing connection", "%s failing connection with %u: %s",
+                peer_str(c, addr), code, close_reason(code));
+    set_cause(c, CC_ERROR);
+    set_close_code(c, code);
+    count_error(code);
+    queue_close(c, code, close_reason(code));
+    linger(c);
 }
 
 /* The output has drained below low-water: parse what the paused read left. */
 static void ws_resume(struct conn *c)
 {
+    if (wse_pmdconn_parked(c->pmd)) {
+        batch_reset();
+        echo_resumed(c);
+        if (c->flags & F_DEAD)
+            return;
+        flush(c);
+        if ((c->flags & F_DEAD) || wse_pmdconn_parked(c->pmd))
+            return;                         /* paused again: the tail still waits */
+        if (c->state == ST_LINGER) {
+            c->tail_len = 0;                /* failed: later input is dropped */
+            c->flags &= (uint8_t)~F_INPUT_HELD;
+            drop_empty_tail(c);
+            return;
+        }
+        if (c->flags & F_READ_PAUSED)
+            return;                         /* the tail waits for the next drain */
+    }
+
     size_t have = c->tail_len;
 
-    memcpy(RB, c->tail, have);
+    if (have)
+        memcpy(RB, c->tail, have);
     free(c->tail);      /* it may be a read's size: the next tail is allocated anew */
     c->tail = NULL;
     c->tail_len = 0;
@@ -752,12 +879,20 @@ static void respond_page(struct conn *c)
  */
 static void upgrade(struct conn *c, const struct wse_http_req *req, const char *buf)
 {
-    char resp[256];
+    char resp[256 + WSE_PMD_RESPONSE_MAX];
     char addr[WSE_ADDR_MAX];
-    size_t n = wse_handshake_response(resp, sizeof resp, buf + req->key.off, req->key.len,
-                                      NULL, 0);
+    char ext[WSE_PMD_RESPONSE_MAX];
+    size_t ext_len = 0;
+    const char *why = NULL;
+    struct wse_pmdconn *pmd = W.cfg->permessage_deflate
+                              ? wse_pmdconn_negotiate(req, buf, ext, &ext_len, &why) : NULL;
+    size_t n = wse_handshake_response_ext(resp, sizeof resp, buf + req->key.off, req->key.len,
+                                          NULL, 0, ext, ext_len);
 
+    if (why)
+        log_debug("%s permessage-deflate: %s", peer_str(c, addr), why);
     if (!n) {
+        wse_pmdconn_free(pmd);
         log_limited(WSE_LOG_ERROR, "handshake response", "%s handshake refused with 500: the "
                     "101 response does not fit %zu bytes", peer_str(c, addr), sizeof resp);
         respond(c, 500, NULL, NULL);
@@ -765,7 +900,8 @@ static void upgrade(struct conn *c, const struct wse_http_req *req, const char *
     }
     c->state = ST_OPEN;
     STAT(handshakes, 1);
-    wse_parser_init(&c->ps, W.cfg->max_message, 0);
+    c->pmd = pmd;
+    wse_parser_init(&c->ps, W.cfg->max_message, pmd ? WSE_RSV1 : 0);
     c->last_rx = ev_now(W.loop);
     set_timer(c, TK_IDLE);
     log_debug("%s open %.*s", peer_str(c, addr), req->path.len, buf + req->path.off);
@@ -1151,6 +1287,7 @@ static void on_reap(struct ev_loop *loop, ev_check *w, int revents)
         if (c->state != ST_HANDSHAKE)
             free(c->tail);
         free(c->out);
+        wse_pmdconn_free(c->pmd);   /* here: the transform may still hold it when c dies */
         free(c);
     }
 }
@@ -1253,6 +1390,16 @@ int wse_conn_setup(struct ev_loop *loop, const struct wse_config *cfg,
     W.page_head_len = wse_http_head_len(W.page, W.page_len);
     W.busy_len = wse_http_response(W.busy, sizeof W.busy, 503, "Retry-After: 1\r\n", NULL,
                                    "too many connections\n", 21);
+    struct wse_pmdconn_cfg pc = {
+        .enabled = cfg->permessage_deflate, .window_bits = (uint8_t)cfg->deflate_window_bits,
+        .mem_level = (uint8_t)cfg->deflate_mem_level, .level = (uint8_t)cfg->deflate_level,
+        .server_takeover = cfg->deflate_server_takeover,
+        .client_takeover = cfg->deflate_client_takeover,
+        .safari_guard = cfg->deflate_safari_guard, .min_size = cfg->deflate_min_size,
+        .max_message = cfg->max_message, .max_inflating = cfg->deflate_max_inflating,
+    };
+    if (wse_pmdconn_setup(&pc) != WSE_OK)
+        return -1;
     W.xform.prefix = cfg->echo_prefix;
     W.xform.prefix_len = cfg->echo_prefix_len;
     W.route.path = cfg->path;

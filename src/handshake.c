@@ -141,6 +141,13 @@ static bool header_value_ok(const char *v, size_t len)
 size_t wse_handshake_response(char *out, size_t cap, const char *key, size_t key_len,
                               const char *protocol, size_t protocol_len)
 {
+    return wse_handshake_response_ext(out, cap, key, key_len, protocol, protocol_len, NULL, 0);
+}
+
+size_t wse_handshake_response_ext(char *out, size_t cap, const char *key, size_t key_len,
+                                  const char *protocol, size_t protocol_len,
+                                  const char *extra, size_t extra_len)
+{
     struct wse_out o = { out, cap, 0, false };
     char accept[WSE_ACCEPT_LEN + 1];
     bool with_proto = protocol != NULL && protocol_len > 0;
@@ -162,6 +169,8 @@ size_t wse_handshake_response(char *out, size_t cap, const char *key, size_t key
         wse_out_put(&o, protocol, protocol_len);
         PUT_LIT(&o, "\r\n");
     }
+    if (extra_len)
+        wse_out_put(&o, extra, extra_len);
     PUT_LIT(&o, "\r\n");
     return o.overflow ? 0 : o.len;
 }

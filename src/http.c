@@ -95,6 +95,7 @@ enum hdr_kind {
     H_PROTOCOL,
     H_EXTENSIONS,
     H_ACCEPT,
+    H_USER_AGENT,
     H_CONTENT_LENGTH,
     H_TRANSFER_ENCODING,
 };
@@ -114,6 +115,7 @@ static const struct {
     KNOWN("Sec-WebSocket-Protocol", H_PROTOCOL),
     KNOWN("Sec-WebSocket-Extensions", H_EXTENSIONS),
     KNOWN("Accept", H_ACCEPT),
+    KNOWN("User-Agent", H_USER_AGENT),
     KNOWN("Content-Length", H_CONTENT_LENGTH),
     KNOWN("Transfer-Encoding", H_TRANSFER_ENCODING),
 };
@@ -265,6 +267,9 @@ static void apply_header(struct wse_http_req *req, const char *buf, struct wse_s
         break;
     case H_PROTOCOL:
         set_once(&req->protocol, v);
+        break;
+    case H_USER_AGENT:
+        set_once(&req->user_agent, v);     /* permessage-deflate's Safari guard */
         break;
     case H_EXTENSIONS:
         apply_extensions(req, v);

@@ -67,6 +67,7 @@ static void end_message(struct wse_parser *ps)
     ps->msg_opcode = 0;
     ps->piece_sent = 0;
     ps->msg_size = 0;
+    ps->msg_compressed = 0;
     wse_utf8_init(&ps->utf8);
 }
 
@@ -84,7 +85,7 @@ static int data_piece(struct wse_parser *ps, uint8_t *d, size_t n, struct wse_ev
     bool frame_done = ps->remaining == 0;
     bool last = frame_done && ps->frame_fin;
 
-    if (ps->msg_opcode == WSE_OP_TEXT) {
+    if (ps->msg_opcode == WSE_OP_TEXT && !ps->msg_compressed) {
         if (n && wse_utf8_feed(&ps->utf8, d, n, NULL) != WSE_OK)
             return fail(ev, WSE_CLOSE_BAD_DATA);
         if (last && wse_utf8_end(&ps->utf8) != WSE_OK)
@@ -95,6 +96,7 @@ static int data_piece(struct wse_parser *ps, uint8_t *d, size_t n, struct wse_ev
     ev->first = !ps->piece_sent;
     ev->last = last;
     ev->frame_start = !ps->frame_piece_sent;
+    ev->compressed = ps->msg_compressed;
     ev->data = d;
     ev->len = n;
     ps->piece_sent = 1;
@@ -138,10 +140,13 @@ static int begin_data_frame(struct wse_parser *ps, const struct wse_frame *f,
     if (f->opcode == WSE_OP_CONT) {
         if (!ps->msg_opcode)
             return fail(ev, WSE_CLOSE_PROTOCOL);    /* nothing to continue */
+        if (f->rsv & WSE_RSV1)
+            return fail(ev, WSE_CLOSE_PROTOCOL);    /* RFC 7692 6.1: first frame only */
     } else {
         if (ps->msg_opcode)
             return fail(ev, WSE_CLOSE_PROTOCOL);    /* previous message unfinished */
         ps->msg_opcode = f->opcode;
+        ps->msg_compressed = (f->rsv & WSE_RSV1) != 0;
         ps->msg_size = 0;
         ps->piece_sent = 0;
         wse_utf8_init(&ps->utf8);
@@ -184,6 +189,11 @@ int wse_parse(struct wse_parser *ps, uint8_t *buf, size_t len, size_t *used,
         if (rc != WSE_OK)
             break;
         if (wse_opcode_is_control(f.opcode)) {
+            if (f.rsv) {                /* RFC 7692 6.1: no extension bit on control frames */
+                ev->code = WSE_CLOSE_PROTOCOL;
+                rc = WSE_FAIL;
+                break;
+            }
             /* Control frames (<= 131 bytes) are handled whole. */
             if (len - pos < f.hdr_len + f.len) {
                 rc = WSE_AGAIN;

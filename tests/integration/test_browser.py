@@ -12,8 +12,10 @@ Skipped (never passed) when /usr/bin/chromium is not installed.
 """
 import asyncio
 import html
+import json
 import re
 import signal
+import subprocess
 
 import cdp
 import wse
@@ -215,3 +217,41 @@ def test_browser_page_works_with_allow_origin():
     with Server("--allow-origin", "https://example.com", "--log-level", "debug") as srv, \
             cdp.Chromium(start_timeout=30) as browser:
         asyncio.run(drive_allow_listed(srv, browser))
+
+
+async def drive_deflate(srv, browser):
+    base = f"http://{wse.HOST}:{srv.port}"
+    ws_url = f"ws://{wse.HOST}:{srv.port}/websocket"
+    async with cdp.connect(browser.ws_url, timeout=wse.scaled(20)) as conn:
+        page = await conn.new_page()
+        for domain in ("Network", "Page", "Runtime", "Log"):
+            await page.send(f"{domain}.enable")
+        await open_page(page, base + "/", ws_url)
+        hs = await page.wait_event("Network.webSocketHandshakeResponseReceived",
+                                   lambda p: True, wse.scaled(10), "the WebSocket's 101")
+        headers = {k.lower(): v for k, v in hs["response"]["headers"].items()}
+        ext = headers.get("sec-websocket-extensions", "")
+        assert ext.startswith("permessage-deflate"), f"101 headers {headers}"
+        lines = []
+        await send_by_ui(page, TEXT, lines)
+        await send_by_ui(page, "deflate " * 40, lines)      # long enough to be compressed
+        srv.wait_for_line(r"permessage-deflate: accepted", 10)
+        refused = srv.find_lines(r"failing connection")
+        assert not refused, refused[0].string
+        # The browser compressed them: fewer text bytes arrived than were typed.
+        p = subprocess.run([wse.binary(), "stats", "--stats-name", f"wsechod.{srv.port}",
+                            "--json"], capture_output=True, text=True, timeout=wse.scaled(10))
+        got = sum(w["counters"]["bytes_in_text"] for w in json.loads(p.stdout)["workers"])
+        typed = len(TEXT.encode()) + len(("deflate " * 40).encode())
+        assert 0 < got < typed, f"{got} text bytes on the wire for {typed} typed"
+
+
+@wse.timeout(60)
+def test_browser_page_over_permessage_deflate():
+    """Chromium offers permessage-deflate on every WebSocket: with the
+    extension on, the page's connection negotiates it (the 101's header as
+    the browser saw it) and the typed messages still come back."""
+    cdp.require_chromium()
+    with Server("--permessage-deflate", "--log-level", "debug") as srv, \
+            cdp.Chromium(start_timeout=30) as browser:
+        asyncio.run(drive_deflate(srv, browser))

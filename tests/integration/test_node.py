@@ -33,3 +33,18 @@ def test_node_echo():
         assert r.returncode == 0, f"node client failed ({r.returncode}): {out}"
         assert out.startswith("ok 11 code 1000"), out
         srv.wait_for_access(r"status=101 .* close=1000 by=client", 1, 5)
+
+
+@wse.timeout(60)
+def test_node_echo_with_permessage_deflate():
+    """ws compresses every message (threshold 0); the server must accept
+    the extension and echo each message right."""
+    node = node_binary()
+    with Server("--permessage-deflate", access_log=True) as srv:
+        r = subprocess.run([node, SCRIPT, srv.uri(), "deflate"], stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=wse.scaled(40))
+        out = (r.stdout + r.stderr).decode(errors="replace").strip()
+        assert r.returncode == 0, f"node client failed ({r.returncode}): {out}"
+        assert out.startswith("ok 11 code 1000"), out
+        assert 'extensions "permessage-deflate' in out, out
+        srv.wait_for_access(r"status=101 .* close=1000 by=client", 1, 5)

@@ -66,3 +66,23 @@ def test_counts_of_one_are_singular():
         p = run("-d", "200ms", "-t", "1", "-c", "2", f"ws://127.0.0.1:{srv.port}/websocket")
         assert p.returncode == 0, p.stdout + p.stderr
         assert "  1 thread and 2 connections, " in p.stdout, p.stdout
+
+
+def test_deflate_compresses_and_checks_every_echo():
+    with Server("-w", "1", "--permessage-deflate", workers=None) as srv:
+        for args in (["-s", "64"], ["-s", "100000", "-p", "4", "--binary"], ["-s", "0"]):
+            p = run("-d", "300ms", "-c", "2", "--deflate", "--json", *args,
+                    f"ws://127.0.0.1:{srv.port}/websocket")
+            assert p.returncode == 0, p.stdout + p.stderr
+            res = json.loads(p.stdout)
+            assert res["messages"] > 0 and sum(res["errors"].values()) == 0, (args, res)
+    # A changed echo (the prefix) is a mismatch after inflating; a server
+    # that declines the extension is a handshake error.
+    with Server("-w", "1", "--permessage-deflate", "--echo-prefix", "X", workers=None) as srv:
+        p = run("-d", "300ms", "-c", "1", "--deflate", "--json",
+                f"ws://127.0.0.1:{srv.port}/websocket")
+        assert p.returncode == 1 and json.loads(p.stdout)["errors"]["mismatch"] > 0, p.stdout
+    with Server("-w", "1", workers=None) as srv:
+        p = run("-d", "300ms", "-c", "1", "--deflate", "--json",
+                f"ws://127.0.0.1:{srv.port}/websocket")
+        assert p.returncode == 1 and json.loads(p.stdout)["errors"]["handshake"] > 0, p.stdout

@@ -417,6 +417,70 @@ START_TEST(close_payloads)
 }
 END_TEST
 
+/* ---- permessage-deflate's RSV1 (RFC 7692 6.1) ---- */
+
+/* Parses one stream whole with RSV1 allowed; the last rc and event. */
+static int parse_rsv(const struct stream *s, struct wse_event *last, int *compressed_events)
+{
+    static uint8_t buf[sizeof ((struct stream *)0)->bytes];
+    struct wse_parser ps;
+    size_t pos = 0, used;
+    int rc;
+
+    memcpy(buf, s->bytes, s->len);
+    wse_parser_init(&ps, 1 << 20, WSE_RSV1);
+    *compressed_events = 0;
+    while ((rc = wse_parse(&ps, buf + pos, s->len - pos, &used, last)) == WSE_OK) {
+        pos += used;
+        if (last->kind == WSE_EV_DATA && last->compressed)
+            (*compressed_events)++;
+    }
+    return rc;
+}
+
+START_TEST(rsv1_marks_first_frame_only)
+{
+    static struct stream s;
+    struct wse_event ev;
+    int nc;
+
+    /* RSV1 on a first frame: the whole message is compressed, and its
+     * (deflate, not UTF-8) payload is not UTF-8 checked. */
+    s.len = 0;
+    add_frame(&s, false, WSE_OP_TEXT, "\xff\xfe", 2);
+    s.bytes[0] |= WSE_RSV1;
+    add_frame(&s, true, WSE_OP_CONT, "\xc0", 1);
+    add_frame(&s, true, WSE_OP_TEXT, "plain", 5);
+    ck_assert_int_eq(parse_rsv(&s, &ev, &nc), WSE_AGAIN);
+    ck_assert_int_eq(nc, 2);        /* both pieces of the first message, not the plain one */
+
+    /* RSV1 on a continuation frame: 1002. */
+    s.len = 0;
+    add_frame(&s, false, WSE_OP_TEXT, "ab", 2);
+    size_t cont = s.len;
+    add_frame(&s, true, WSE_OP_CONT, "cd", 2);
+    s.bytes[cont] |= WSE_RSV1;
+    ck_assert_int_eq(parse_rsv(&s, &ev, &nc), WSE_FAIL);
+    ck_assert_uint_eq(ev.code, WSE_CLOSE_PROTOCOL);
+
+    /* RSV1 on a control frame: 1002, whether ping, pong or close. */
+    static const unsigned ops[] = {WSE_OP_PING, WSE_OP_PONG, WSE_OP_CLOSE};
+    for (size_t i = 0; i < 3; i++) {
+        s.len = 0;
+        add_frame(&s, true, ops[i], "", 0);
+        s.bytes[0] |= WSE_RSV1;
+        ck_assert_int_eq(parse_rsv(&s, &ev, &nc), WSE_FAIL);
+        ck_assert_uint_eq(ev.code, WSE_CLOSE_PROTOCOL);
+    }
+
+    /* Uncompressed text on the same parser is still UTF-8 checked. */
+    s.len = 0;
+    add_frame(&s, true, WSE_OP_TEXT, "\xff", 1);
+    ck_assert_int_eq(parse_rsv(&s, &ev, &nc), WSE_FAIL);
+    ck_assert_uint_eq(ev.code, WSE_CLOSE_BAD_DATA);
+}
+END_TEST
+
 static Suite *msg_suite(void)
 {
     Suite *s = suite_create("msg");
@@ -439,6 +503,7 @@ static Suite *msg_suite(void)
     tcase_add_test(tc, data_streams_without_buffering);
     tcase_add_test(tc, close_codes);
     tcase_add_test(tc, close_payloads);
+    tcase_add_test(tc, rsv1_marks_first_frame_only);
     suite_add_tcase(s, tc);
     return s;
 }

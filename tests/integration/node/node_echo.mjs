@@ -3,10 +3,13 @@
 // so it runs the same on Debian 12's Node 18, which has no global WebSocket,
 // and on newer Node.  Sends text and binary (ArrayBuffer) messages one after
 // another and compares each echo; prints "ok N" and exits 0, or prints the
-// problem and exits 1.
+// problem and exits 1.  With a second argument "deflate" the client offers
+// permessage-deflate with every message compressed (threshold 0), and the
+// "ok" line names the negotiated extension.
 import WebSocket from "ws";
 
 const url = process.argv[2];
+const deflate = process.argv[3] === "deflate";
 const timer = setTimeout(() => { console.log("timed out"); process.exit(1); }, 20000);
 
 function bytes(n, seed) {
@@ -41,7 +44,8 @@ function describe(v) {
         v instanceof ArrayBuffer ? `binary(${v.byteLength})` : String(v);
 }
 
-const ws = new WebSocket(url);
+const ws = new WebSocket(url, deflate ? { perMessageDeflate: { threshold: 0 } }
+                                      : { perMessageDeflate: false });
 ws.binaryType = "arraybuffer";
 let i = 0;
 ws.onopen = () => ws.send(cases[0]);
@@ -64,6 +68,6 @@ ws.onclose = (ev) => {
         console.log(`closed early (${ev.code}) after ${i} cases`);
         process.exit(1);
     }
-    console.log(`ok ${i} code ${ev.code}`);
+    console.log(`ok ${i} code ${ev.code} extensions "${ws.extensions}"`);
     process.exit(ev.code === 1000 ? 0 : 1);
 };

@@ -1,0 +1,437 @@
+/*
+ * test_pmdconn.c - the deflate transform (pmdconn.h) without a socket: a
+ * message compressed here with plain zlib is fed as data events cut into
+ * pieces of every size, the frames the transform adds to the batch are
+ * collected as a connection would send them, parsed as a client would
+ * (RSV1 on the first frame only, FIN on the last) and inflated with plain
+ * zlib.  Also: the pause at the high-water mark and its resume, the limits'
+ * close codes, and the Safari user-agent rule.
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "common.h"
+#include "frame.h"
+#include "pmd.h"
+#include "pmdconn.h"
+
+/* ---- a fake connection: the batch's output collected ---- */
+
+static struct wse_batch batch;
+static uint8_t wire[1 << 22];
+static size_t wire_len;
+static int over_every;          /* over() says yes every n-th call; 0: never */
+static int over_calls;
+
+static void take_batch(void)
+{
+    for (int i = 0; i < batch.niov; i++) {
+        ck_assert_uint_le(wire_len + batch.iov[i].iov_len, sizeof wire);
+        memcpy(wire + wire_len, batch.iov[i].iov_base, batch.iov[i].iov_len);
+        wire_len += batch.iov[i].iov_len;
+    }
+    wse_batch_reset(&batch);
+}
+
+static bool fake_flush(void *ctx)
+{
+    (void)ctx;
+    take_batch();
+    return true;
+}
+
+static bool fake_over(void *ctx)
+{
+    (void)ctx;
+    return over_every && ++over_calls % over_every == 0;
+}
+
+static const struct wse_pmdconn_io io = { fake_flush, fake_over, NULL };
+
+/* ---- zlib on the client's side ---- */
+
+static size_t client_deflate(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
+{
+    z_stream zs = {0};
+    ck_assert_int_eq(deflateInit2(&zs, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    zs.next_in = (Bytef *)in;
+    zs.avail_in = (uInt)n;
+    zs.next_out = out;
+    zs.avail_out = (uInt)cap;
+    ck_assert_int_eq(deflate(&zs, Z_SYNC_FLUSH), Z_OK);
+    size_t len = cap - zs.avail_out;
+    deflateEnd(&zs);
+    ck_assert_uint_ge(len, 4);
+    return len - 4;        /* 7.2.1: the tail dropped */
+}
+
+/* The client's inflater: kept from message to message with takeover. */
+static z_stream zs;
+static bool client_takeover;
+
+static void client_reset(bool takeover)
+{
+    inflateEnd(&zs);
+    memset(&zs, 0, sizeof zs);
+    ck_assert_int_eq(inflateInit2(&zs, -15), Z_OK);
+    client_takeover = takeover;
+}
+
+/* Parses the server frames in wire[], inflates the message; its length. */
+static size_t client_receive(uint8_t *out, size_t cap, unsigned opcode, bool *compressed)
+{
+    static uint8_t payload[1 << 22];
+    size_t pos = 0, plen = 0;
+    bool first = true, fin = false;
+
+    while (!fin) {
+        ck_assert_uint_lt(pos + 2, wire_len + 1);
+        uint8_t b0 = wire[pos], b1 = wire[pos + 1];
+        uint64_t n = b1 & 0x7F;
+        size_t h = 2;
+        if (n == 126) {
+            n = (uint64_t)wire[pos + 2] << 8 | wire[pos + 3];
+            h = 4;
+        } else if (n == 127) {
+            n = 0;
+            for (int i = 0; i < 8; i++)
+                n = n << 8 | wire[pos + 2 + i];
+            h = 10;
+        }
+        ck_assert_uint_eq(b1 & 0x80, 0);
+        ck_assert_uint_eq(b0 & 0x0F, first ? opcode : WSE_OP_CONT);
+        if (first)
+            *compressed = (b0 & WSE_RSV1) != 0;
+        else
+            ck_assert_uint_eq(b0 & 0x70, 0);    /* RSV1 on the first frame only */
+        memcpy(payload + plen, wire + pos + h, n);
+        plen += n;
+        pos += h + n;
+        fin = b0 & 0x80;
+        first = false;
+    }
+    ck_assert_uint_eq(pos, wire_len);       /* nothing after the message */
+    if (!*compressed) {
+        memcpy(out, payload, plen);
+        return plen;
+    }
+    memcpy(payload + plen, "\x00\x00\xff\xff", 4);
+    if (!client_takeover) {
+        inflateEnd(&zs);
+        memset(&zs, 0, sizeof zs);
+        ck_assert_int_eq(inflateInit2(&zs, -15), Z_OK);
+    }
+    zs.next_in = payload;
+    zs.avail_in = (uInt)(plen + 4);
+    zs.next_out = out;
+    zs.avail_out = (uInt)cap;
+    int rc = inflate(&zs, Z_SYNC_FLUSH);
+    ck_assert(rc == Z_OK || rc == Z_BUF_ERROR);
+    ck_assert_uint_eq(zs.avail_in, 0);
+    return cap - zs.avail_out;
+}
+
+/* ---- the transform, set up as a worker would ---- */
+
+static uint32_t inflating_cap = 1024;
+
+static struct wse_pmdconn *open_conn(const char *offer, const char *ua, uint64_t max,
+                                     uint64_t min_size, bool takeover)
+{
+    static char buf[512];
+    struct wse_http_req req;
+    struct wse_pmdconn_cfg cfg = {
+        .enabled = true, .window_bits = 15, .mem_level = 8, .level = 1,
+        .server_takeover = takeover, .client_takeover = takeover, .safari_guard = true,
+        .min_size = min_size, .max_message = max, .max_inflating = inflating_cap,
+    };
+    char hdr[WSE_PMD_RESPONSE_MAX];
+    size_t hdr_len;
+
+    ck_assert_int_eq(wse_pmdconn_setup(&cfg), WSE_OK);
+    client_reset(takeover);
+    memset(&req, 0, sizeof req);
+    size_t ol = strlen(offer), ul = strlen(ua);
+    memcpy(buf, offer, ol);
+    memcpy(buf + ol, ua, ul);
+    req.extensions[0] = (struct wse_span){ 0, (uint32_t)ol };
+    req.n_extensions = 1;
+    req.user_agent = (struct wse_span){ (uint32_t)ol, (uint32_t)ul };
+    struct wse_pmdconn *pc = wse_pmdconn_negotiate(&req, buf, hdr, &hdr_len, NULL);
+    ck_assert_ptr_nonnull(pc);
+    ck_assert_uint_gt(hdr_len, 0);
+    return pc;
+}
+
+/*
+ * Feeds the compressed message c[0..n) in pieces of `piece` bytes (0: one
+ * piece; frames of `frame` bytes each starting a new frame); returns the
+ * transform's last code, resuming while paused.
+ */
+static unsigned feed(struct wse_pmdconn *pc, unsigned opcode, uint8_t *c, size_t n, size_t piece)
+{
+    size_t pos = 0;
+    unsigned code = 0;
+    struct wse_pmdconn_counts counts;
+
+    wire_len = 0;
+    wse_batch_reset(&batch);
+    do {
+        size_t k = piece && piece < n - pos ? piece : n - pos;
+        struct wse_event ev = {
+            .kind = WSE_EV_DATA, .opcode = (uint8_t)opcode, .first = pos == 0,
+            .last = pos + k == n, .frame_start = pos == 0, .compressed = true,
+            .data = c + pos, .len = k,
+        };
+        code = wse_pmdconn_data(pc, &batch, &ev, NULL, 0, &io, &counts);
+        while (code == WSE_PMDCONN_PAUSED) {
+            take_batch();
+            ck_assert(wse_pmdconn_parked(pc));
+            code = wse_pmdconn_resume(pc, &batch, &io, &counts);
+        }
+        take_batch();
+        pos += k;
+        if (code)
+            return code;
+    } while (pos < n);
+    return code;
+}
+
+static uint8_t msg[1 << 21], comp[1 << 22], back[1 << 22];
+
+static void fill(size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        msg[i] = (uint8_t)("abcdefgh ijkl"[(i * seed + i / 7) % 13]);
+}
+
+START_TEST(echo_in_every_piece_size)
+{
+    static const size_t sizes[] = {1, 40, 1000, 70000, 300000};
+    static const size_t pieces[] = {1, 3, 64, 4096, 0};
+
+    for (int t = 0; t < 2; t++) {
+        struct wse_pmdconn *pc = open_conn("permessage-deflate", "", 1 << 22, 0, t);
+        for (size_t i = 0; i < countof(sizes); i++) {
+            for (size_t j = 0; j < countof(pieces); j++) {
+                size_t n = sizes[i];
+                if (pieces[j] == 1 && n > 1000)
+                    continue;       /* byte at a time: the small ones suffice */
+                fill(n, (unsigned)(i + 3));
+                size_t cn = client_deflate(msg, n, comp, sizeof comp);
+                over_every = 0;
+                ck_assert_uint_eq(feed(pc, WSE_OP_TEXT, comp, cn, pieces[j]), 0);
+                bool compressed;
+                size_t got = client_receive(back, sizeof back, WSE_OP_TEXT, &compressed);
+                ck_assert(compressed);
+                ck_assert_uint_eq(got, n);
+                ck_assert_mem_eq(back, msg, n);
+            }
+        }
+        wse_pmdconn_free(pc);
+    }
+}
+END_TEST
+
+START_TEST(pauses_and_resumes_to_the_same_echo)
+{
+    struct wse_pmdconn *pc = open_conn("permessage-deflate", "", 1 << 22, 0, false);
+    size_t n = 1 << 21;
+
+    fill(n, 5);
+    size_t cn = client_deflate(msg, n, comp, sizeof comp);
+    for (int every = 1; every <= 3; every++) {
+        over_every = every;
+        over_calls = 0;
+        ck_assert_uint_eq(feed(pc, WSE_OP_BINARY, comp, cn, 1000), 0);
+        ck_assert(!wse_pmdconn_parked(pc));
+        bool compressed;
+        ck_assert_uint_eq(client_receive(back, sizeof back, WSE_OP_BINARY, &compressed), n);
+        ck_assert_mem_eq(back, msg, n);
+    }
+    over_every = 0;
+    /* Abandoned while paused: the next message starts clean. */
+    over_every = 1;
+    struct wse_event ev = { .kind = WSE_EV_DATA, .opcode = WSE_OP_BINARY, .first = true,
+                            .last = true, .compressed = true, .data = comp, .len = cn };
+    struct wse_pmdconn_counts counts;
+    wse_batch_reset(&batch);
+    ck_assert_uint_eq(wse_pmdconn_data(pc, &batch, &ev, NULL, 0, &io, &counts),
+                      WSE_PMDCONN_PAUSED);
+    wse_pmdconn_abandon(pc);
+    ck_assert(!wse_pmdconn_parked(pc));
+    over_every = 0;
+    ck_assert_uint_eq(feed(pc, WSE_OP_BINARY, comp, cn, 0), 0);
+    wse_pmdconn_free(pc);
+}
+END_TEST
+
+START_TEST(small_and_empty_go_back_uncompressed)
+{
+    struct wse_pmdconn *pc = open_conn("permessage-deflate", "", 1 << 20, 32, false);
+    bool compressed;
+
+    over_every = 0;
+    fill(20, 1);
+    size_t cn = client_deflate(msg, 20, comp, sizeof comp);
+    ck_assert_uint_eq(feed(pc, WSE_OP_TEXT, comp, cn, 0), 0);
+    ck_assert_uint_eq(client_receive(back, sizeof back, WSE_OP_TEXT, &compressed), 20);
+    ck_assert(!compressed);
+    ck_assert_mem_eq(back, msg, 20);
+    /* An empty payload is an empty message. */
+    ck_assert_uint_eq(feed(pc, WSE_OP_TEXT, comp, 0, 0), 0);
+    ck_assert_uint_eq(client_receive(back, sizeof back, WSE_OP_TEXT, &compressed), 0);
+    wse_pmdconn_free(pc);
+}
+END_TEST
+
+START_TEST(limits_give_their_codes)
+{
+    struct wse_pmdconn *pc = open_conn("permessage-deflate", "", 100000, 0, false);
+
+    over_every = 0;
+    memset(msg, 0, 1 << 20);                    /* a bomb: 1 MiB of zeros */
+    size_t cn = client_deflate(msg, 1 << 20, comp, sizeof comp);
+    ck_assert_uint_lt(cn, 2000);
+    ck_assert_uint_eq(feed(pc, WSE_OP_BINARY, comp, cn, 0), WSE_CLOSE_TOO_BIG);
+    ck_assert_uint_lt(wire_len, 100000);        /* what went out before the close */
+    wse_pmdconn_free(pc);
+
+    pc = open_conn("permessage-deflate", "", 100000, 0, false);
+    memcpy(msg, "ok \xc3\x28 bad", 10);
+    cn = client_deflate(msg, 10, comp, sizeof comp);
+    ck_assert_uint_eq(feed(pc, WSE_OP_TEXT, comp, cn, 1), WSE_CLOSE_BAD_DATA);
+    uint8_t junk[] = {0xff, 0xff, 0xff, 0x00};
+    ck_assert_uint_eq(feed(pc, WSE_OP_BINARY, junk, sizeof junk, 0), WSE_CLOSE_BAD_DATA);
+    /* The next message after a failure starts afresh (a lent stream is reset). */
+    fill(500, 2);
+    cn = client_deflate(msg, 500, comp, sizeof comp);
+    ck_assert_uint_eq(feed(pc, WSE_OP_TEXT, comp, cn, 0), 0);
+    wse_pmdconn_free(pc);
+}
+END_TEST
+
+START_TEST(safari_user_agents)
+{
+    static const struct { const char *ua; bool broken; } cases[] = {
+        {"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like "
+         "Gecko) Version/15.0 Safari/605.1.15", true},
+        {"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like "
+         "Gecko) Version/15.3 Safari/605.1.15", true},
+        {"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like "
+         "Gecko) Version/15.4 Safari/605.1.15", false},
+        {"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like "
+         "Gecko) Version/15.10 Safari/605.1.15", false},
+        {"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like "
+         "Gecko) Version/14.1 Safari/605.1.15", false},
+        {"Mozilla/5.0 (iPhone; CPU iPhone OS 15_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+         "like Gecko) Version/15.2 Mobile/15E148 Safari/604.1", true},
+        {"Mozilla/5.0 (iPhone; CPU iPhone OS 15_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+         "like Gecko) CriOS/96.0.4664.53 Mobile/15E148 Safari/604.1", true},
+        {"Mozilla/5.0 (iPhone; CPU iPhone OS 16_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+         "like Gecko) Version/16.0 Mobile/15E148 Safari/604.1", false},
+        {"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+         "Chrome/120.0.0.0 Safari/537.36", false},
+        {"Version/15.2", false},
+        {"", false},
+    };
+
+    for (size_t i = 0; i < countof(cases); i++)
+        ck_assert_msg(wse_pmdconn_ua_ignores_nct(cases[i].ua, strlen(cases[i].ua)) ==
+                      cases[i].broken, "%s", cases[i].ua);
+    /* A cut just after "Version/15." must not read past the end. */
+    const char *cut = "Safari/1 Version/15.";
+    ck_assert(!wse_pmdconn_ua_ignores_nct(cut, strlen(cut)));
+}
+END_TEST
+
+START_TEST(safari_guard_inflates_with_takeover)
+{
+    static const char *ua = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15"
+                            " (KHTML, like Gecko) Version/15.2 Safari/605.1.15";
+    struct wse_pmdconn *pc = open_conn("permessage-deflate", ua, 1 << 20, 0, false);
+    z_stream cz = {0};
+    bool compressed;
+
+    /* The client keeps its context although the answer said not to. */
+    ck_assert_int_eq(deflateInit2(&cz, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    fill(3000, 7);
+    over_every = 0;
+    for (int k = 0; k < 3; k++) {
+        cz.next_in = msg;
+        cz.avail_in = 3000;
+        cz.next_out = comp;
+        cz.avail_out = sizeof comp;
+        ck_assert_int_eq(deflate(&cz, Z_SYNC_FLUSH), Z_OK);
+        size_t cn = sizeof comp - cz.avail_out - 4;
+        ck_assert_uint_eq(feed(pc, WSE_OP_TEXT, comp, cn, 0), 0);
+        ck_assert_uint_eq(client_receive(back, sizeof back, WSE_OP_TEXT, &compressed), 3000);
+        ck_assert_mem_eq(back, msg, 3000);
+    }
+    deflateEnd(&cz);
+    wse_pmdconn_free(pc);
+}
+END_TEST
+
+START_TEST(lent_decompressors_are_capped)
+{
+    struct wse_pmdconn *pc[3];
+    struct wse_pmdconn_counts counts;
+
+    inflating_cap = 2;
+    over_every = 0;
+    fill(5000, 3);
+    size_t cn = client_deflate(msg, 5000, comp, sizeof comp);
+    for (int i = 0; i < 3; i++)
+        pc[i] = open_conn("permessage-deflate", "", 1 << 20, 0, false);
+    /* Two messages arriving (first pieces only) hold the two streams. */
+    for (int i = 0; i < 3; i++) {
+        struct wse_event ev = { .kind = WSE_EV_DATA, .opcode = WSE_OP_BINARY, .first = true,
+                                .last = false, .compressed = true, .data = comp, .len = 10 };
+        wse_batch_reset(&batch);
+        unsigned code = wse_pmdconn_data(pc[i], &batch, &ev, NULL, 0, &io, &counts);
+        ck_assert_uint_eq(code, i < 2 ? 0 : WSE_CLOSE_TRY_LATER);
+    }
+    /* The first ends its message: its stream goes back, the third may start. */
+    struct wse_event rest = { .kind = WSE_EV_DATA, .opcode = WSE_OP_BINARY, .first = false,
+                              .last = true, .compressed = true, .data = comp + 10,
+                              .len = cn - 10 };
+    wse_batch_reset(&batch);
+    ck_assert_uint_eq(wse_pmdconn_data(pc[0], &batch, &rest, NULL, 0, &io, &counts), 0);
+    ck_assert_uint_eq(feed(pc[2], WSE_OP_BINARY, comp, cn, 0), 0);
+    /* Freeing a connection mid-message gives its stream back too. */
+    wse_pmdconn_free(pc[1]);
+    ck_assert_uint_eq(feed(pc[0], WSE_OP_BINARY, comp, cn, 100), 0);
+    wse_pmdconn_free(pc[0]);
+    wse_pmdconn_free(pc[2]);
+    inflating_cap = 1024;
+}
+END_TEST
+
+static Suite *pmdconn_suite(void)
+{
+    Suite *s = suite_create("pmdconn");
+    TCase *tc = tcase_create("core");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, echo_in_every_piece_size);
+    tcase_add_test(tc, pauses_and_resumes_to_the_same_echo);
+    tcase_add_test(tc, small_and_empty_go_back_uncompressed);
+    tcase_add_test(tc, limits_give_their_codes);
+    tcase_add_test(tc, safari_user_agents);
+    tcase_add_test(tc, safari_guard_inflates_with_takeover);
+    tcase_add_test(tc, lent_decompressors_are_capped);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(pmdconn_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
