@@ -25,7 +25,7 @@ exec valgrind -q --leak-check=full --show-leak-kinds=definite "$(pwd)/build/wsec
 WRAP
 chmod +x "$wrapper"
 # Timeouts scale like a sanitizer build's (SAN=1 makes the harness patient).
-WSECHOD=$wrapper SAN=1 tests/integration/run.sh test_echo.py test_protocol.py test_handshake.py \
+WSECHOD=$wrapper SAN=1 tests/integration/run.sh test_echo.py test_protocol.py test_handshake.py test_deflate.py \
     test_stats.py || fail=1
 rm -f "$wrapper"
 exit $fail
