@@ -12,18 +12,11 @@ import time
 import wse
 from wse import OP_BINARY, OP_TEXT, RawWS, Server, proc_stat, wait_pid_gone, ws_connect
 
-TORTURE = os.path.join(wse.ROOT, "scripts", "reload_torture.py")
+
 
 
 def torture(*args, timeout=180):
-    env = dict(os.environ, WSECHOD=wse.binary())
-    if wse.SAN:
-        env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0:exitcode=66"
-    p = subprocess.run(["/usr/bin/python3", TORTURE, *args], capture_output=True, text=True,
-                       timeout=wse.scaled(timeout), env=env)
-    assert p.returncode == 0 and p.stdout.rstrip().endswith("OK"), \
-        f"reload torture failed (status {p.returncode}):\n{p.stdout}\n{p.stderr}"
-    return p.stdout
+    return wse.torture(*args, timeout=timeout, what="reload torture")
 
 
 @wse.timeout(240)

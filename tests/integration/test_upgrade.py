@@ -17,18 +17,11 @@ import wse
 from wse import RawWS, Server, proc_stat, wait_pid_gone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TORTURE = os.path.join(wse.ROOT, "scripts", "reload_torture.py")
+
 
 
 def torture(*args, timeout=240):
-    env = dict(os.environ, WSECHOD=wse.binary())
-    if wse.SAN:
-        env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0:exitcode=66"
-    p = subprocess.run(["/usr/bin/python3", TORTURE, *args], capture_output=True, text=True,
-                       timeout=wse.scaled(timeout), env=env)
-    assert p.returncode == 0 and p.stdout.rstrip().endswith("OK"), \
-        f"upgrade torture failed (status {p.returncode}):\n{p.stdout}\n{p.stderr}"
-    return p.stdout
+    return wse.torture(*args, timeout=timeout, what="upgrade torture")
 
 
 def install(src, dst):

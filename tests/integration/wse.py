@@ -842,6 +842,24 @@ def expect_protocol_close(ws, code, timeout=5):
     return before
 
 
+# ---- the reload torture ----------------------------------------------------
+
+TORTURE = os.path.join(ROOT, "scripts", "reload_torture.py")
+
+
+def torture(*args, timeout=180, what="reload torture"):
+    """Runs scripts/reload_torture.py with ARGS against this binary; asserts
+    it ends with OK and returns its report."""
+    env = dict(os.environ, WSECHOD=binary())
+    if SAN:
+        env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0:exitcode=66"
+    p = subprocess.run(["/usr/bin/python3", TORTURE, *args], capture_output=True, text=True,
+                       timeout=scaled(timeout), env=env)
+    assert p.returncode == 0 and p.stdout.rstrip().endswith("OK"), \
+        f"{what} failed (status {p.returncode}):\n{p.stdout}\n{p.stderr}"
+    return p.stdout
+
+
 # ---- raw HTTP -------------------------------------------------------------
 
 HttpResponse = collections.namedtuple("HttpResponse", "status headers body raw closed")

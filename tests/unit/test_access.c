@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "run_suite.h"
 #include "access.h"
 
 static struct wse_peer v4(const char *text, uint16_t port)
@@ -135,9 +136,5 @@ static Suite *access_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(access_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return wse_run_suite(access_suite());
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "run_suite.h"
 #include "batch.h"
 #include "common.h"
 #include "guard.h"
@@ -425,9 +426,5 @@ static Suite *batch_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(batch_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return wse_run_suite(batch_suite());
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "run_suite.h"
 #include "common.h"
 
 static const char *human(double v)
@@ -94,9 +95,5 @@ int main(void)
     tcase_add_test(tc, never_more_than_five_characters);
     tcase_add_test(tc, out_of_range_is_a_question_mark);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return wse_run_suite(s);
 }

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "run_suite.h"
 #include "connlimit.h"
 #include "log.h"
 
@@ -133,9 +134,5 @@ static Suite *connlimit_suite(void)
 int main(void)
 {
     wse_log_max = WSE_LOG_ERROR;    /* the refusal's warning is not this test's output */
-    SRunner *sr = srunner_create(connlimit_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return wse_run_suite(connlimit_suite());
 }

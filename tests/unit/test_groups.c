@@ -5,6 +5,7 @@
 #include <check.h>
 #include <string.h>
 
+#include "run_suite.h"
 #include "groups.h"
 
 #define MAXS 64
@@ -98,9 +99,5 @@ static Suite *groups_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(groups_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return wse_run_suite(groups_suite());
 }

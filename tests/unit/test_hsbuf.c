@@ -6,6 +6,7 @@
 #include <check.h>
 #include <string.h>
 
+#include "run_suite.h"
 #include "hsbuf.h"
 
 #define CAP 8193    /* --max-header 8192 plus the byte where 431 is answered */
@@ -175,9 +176,5 @@ static Suite *hsbuf_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(hsbuf_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return wse_run_suite(hsbuf_suite());
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "run_suite.h"
 #include "log.h"
 
 START_TEST(burst_is_written_then_held_until_the_window_ends)
@@ -234,9 +235,5 @@ static Suite *log_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(log_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return wse_run_suite(log_suite());
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "run_suite.h"
 #include "common.h"
 #include "msg.h"
 
@@ -510,9 +511,5 @@ static Suite *msg_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(msg_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return wse_run_suite(msg_suite());
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "run_suite.h"
 #include "net.h"
 
 static struct wse_listen listen_on(int family, const char *host, uint16_t port)
@@ -50,9 +51,5 @@ int main(void)
     tcase_add_test(tc, urls_bracket_ipv6_only);
     tcase_add_test(tc, wildcards_are_named);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return wse_run_suite(s);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "run_suite.h"
 #include "page.h"
 
 static char out[8192];
@@ -51,9 +52,5 @@ int main(void)
     tcase_add_test(tc, path_cannot_break_out);
     tcase_add_test(tc, too_small_buffer);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return wse_run_suite(s);
 }

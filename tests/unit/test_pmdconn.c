@@ -12,6 +12,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "run_suite.h"
 #include "common.h"
 #include "frame.h"
 #include "pmd.h"
@@ -429,9 +430,5 @@ static Suite *pmdconn_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(pmdconn_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return wse_run_suite(pmdconn_suite());
 }

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "run_suite.h"
 #include "priv.h"
 
 START_TEST(names_and_numbers_resolve)
@@ -108,9 +109,5 @@ int main(void)
     tcase_add_test(tc, a_child_drops_for_good);
     tcase_add_test(tc, non_root_cannot_switch);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return wse_run_suite(s);
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "run_suite.h"
 #include "common.h"
 #include "http.h"
 #include "route.h"
@@ -181,9 +182,5 @@ static Suite *route_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(route_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return wse_run_suite(route_suite());
 }

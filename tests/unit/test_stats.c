@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "run_suite.h"
 #include "stats.h"
 
 static char name[64];
@@ -500,9 +501,5 @@ static Suite *stats_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(stats_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return wse_run_suite(stats_suite());
 }

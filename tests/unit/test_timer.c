@@ -6,6 +6,7 @@
 #include <check.h>
 #include <string.h>
 
+#include "run_suite.h"
 #include "common.h"
 #include "timer.h"
 
@@ -159,9 +160,5 @@ static Suite *timer_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(timer_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return wse_run_suite(timer_suite());
 }

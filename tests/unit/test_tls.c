@@ -25,6 +25,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 
+#include "run_suite.h"
 #include "tls.h"
 
 static char dir[64];
@@ -782,9 +783,5 @@ int main(void)
     tcase_add_test(tc, a_forked_worker_sees_later_rotations);
     tcase_add_test(tc, an_idle_session_keeps_no_record_buffers);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return wse_run_suite(s);
 }
