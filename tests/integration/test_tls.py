@@ -528,7 +528,7 @@ def test_node_ws_over_wss():
     import test_node
     node = test_node.node_binary()
     with tls_server(access_log=True) as srv:
-        r = subprocess.run([node, test_node.SCRIPT, f"wss://localhost:{srv.tls_port}/websocket"],
+        r = subprocess.run([node, test_node.SCRIPT, f"wss://127.0.0.1:{srv.tls_port}/websocket"],
                            stdin=subprocess.DEVNULL, capture_output=True,
                            timeout=wse.scaled(40),
                            env=dict(os.environ, NODE_EXTRA_CA_CERTS=path("ca.pem")))
