@@ -2,9 +2,6 @@
 the GET's status line and headers (Content-Length of the GET's body
 included) and no body byte before the close; a HEAD never upgrades; every
 405 names the allowed methods in Allow (RFC 9110 9.3.2, 15.5.6)."""
-import socket
-import time
-
 import wse
 from wse import HOST, Server
 
@@ -12,31 +9,9 @@ from wse import HOST, Server
 def exchange(port, data, timeout=10):
     """Sends data, returns (head, after_head, closed): every byte the server
     sent before it closed, split after the blank line that ends the head."""
-    raw = bytearray()
-    closed = False
-    deadline = time.monotonic() + wse.scaled(timeout)
-    with socket.create_connection((HOST, port), timeout=wse.scaled(timeout)) as s:
-        try:
-            s.sendall(data.encode() if isinstance(data, str) else data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass    # answered and closed before the whole request was sent
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            s.settimeout(left)
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                break
-            except ConnectionResetError:
-                chunk = b""
-            if not chunk:
-                closed = True
-                break
-            raw += chunk
-    head, sep, rest = bytes(raw).partition(b"\r\n\r\n")
-    assert sep, f"no complete HTTP head in {bytes(raw)[:300]!r}"
+    raw, closed = wse.raw_exchange(port, data, timeout, stop_at_101=False)
+    head, sep, rest = raw.partition(b"\r\n\r\n")
+    assert sep, f"no complete HTTP head in {raw[:300]!r}"
     return head + sep, rest, closed
 
 

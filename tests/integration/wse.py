@@ -865,19 +865,20 @@ def torture(*args, timeout=180, what="reload torture"):
 HttpResponse = collections.namedtuple("HttpResponse", "status headers body raw closed")
 
 
-def http_request(port, data, timeout=10, expect_close=True):
-    """Sends data (bytes or str) and reads the response up to the server's
-    close (or, for a 101, up to the end of the head)."""
+def raw_exchange(port, data, timeout=10, stop_at_101=True):
+    """Sends data (bytes or str) and returns (raw, closed): every byte the
+    server sent until it closed (or, with stop_at_101, until the end of a
+    101's head) or the time ran out."""
     if isinstance(data, str):
         data = data.encode()
     deadline = time.monotonic() + scaled(timeout)
+    raw = bytearray()
+    closed = False
     with socket.create_connection((HOST, port), timeout=scaled(timeout)) as s:
         try:
             s.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
-            pass
-        raw = bytearray()
-        closed = False
+            pass    # answered and closed before the whole request was sent
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -893,9 +894,15 @@ def http_request(port, data, timeout=10, expect_close=True):
                 closed = True
                 break
             raw += chunk
-            if raw.startswith(b"HTTP/1.1 101") and b"\r\n\r\n" in raw:
+            if stop_at_101 and raw.startswith(b"HTTP/1.1 101") and b"\r\n\r\n" in raw:
                 break
-    return parse_http(bytes(raw), closed)
+    return bytes(raw), closed
+
+
+def http_request(port, data, timeout=10, expect_close=True):
+    """Sends data (bytes or str) and reads the response up to the server's
+    close (or, for a 101, up to the end of the head)."""
+    return parse_http(*raw_exchange(port, data, timeout))
 
 
 def parse_http(raw, closed):
