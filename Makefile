@@ -132,6 +132,11 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS_CORE)
 
+# The TLS suite wraps BIO_new_file to rename a file over while it is read.
+$(BUILD)/tests/test_tls: $(BUILD)/tests/test_tls.o $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -Wl,--wrap=BIO_new_file -o $@ $^ $(CHECK_LIBS) $(LIBS_CORE)
+
 # The suite of a libev-layer module links its object and libev as well.
 $(BUILD)/tests/test_timer: $(BUILD)/tests/test_timer.o $(BUILD)/src/timer.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")

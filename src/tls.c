@@ -314,20 +314,60 @@ static int check_dates(X509 *x, const char *file, int depth, char *err, size_t e
     return 0;
 }
 
-static X509 *read_leaf(const char *file, char *err, size_t errlen)
+/* The certificate file read once, the leaf and its chain from the same
+ * bytes: a renewal renaming new files over the old ones between two reads
+ * of one path could otherwise pair one leaf with another leaf's key, and a
+ * context holding a certificate without its key fails every handshake. */
+struct cert_file {
+    X509 *leaf;
+    STACK_OF(X509) *chain;
+};
+
+static void cert_file_free(struct cert_file *f)
+{
+    X509_free(f->leaf);
+    sk_X509_pop_free(f->chain, X509_free);
+    f->leaf = NULL;
+    f->chain = NULL;
+}
+
+static int read_chain(BIO *b, STACK_OF(X509) *chain)
+{
+    X509 *x;
+
+    while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)))
+        if (!sk_X509_push(chain, x)) {
+            X509_free(x);
+            return -1;
+        }
+    /* The end of the file reads as "no start line"; anything else is a
+     * broken certificate after the leaf. */
+    unsigned long e = ERR_peek_last_error();
+    if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
+        ERR_clear_error();
+        return 0;
+    }
+    return -1;
+}
+
+static int read_cert_file(const char *file, struct cert_file *f, char *err, size_t errlen)
 {
     BIO *b = BIO_new_file(file, "r");
 
     if (!b) {
         ERR_clear_error();
         set_err(err, errlen, "certificate %s: %s%s", file, strerror(errno ? errno : EIO), "");
-        return NULL;
+        return -1;
     }
-    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
-    BIO_free(b);
-    if (!x)
+    f->leaf = PEM_read_bio_X509_AUX(b, NULL, NULL, NULL);
+    if (!f->leaf) {
         set_err(err, errlen, "certificate %s: no PEM certificate (%s)%s", file, ossl_reason(), "");
-    return x;
+    } else if (!(f->chain = sk_X509_new_null()) || read_chain(b, f->chain) < 0) {
+        set_err(err, errlen, "certificate chain %s: %s%s", file, ossl_reason(), "");
+        cert_file_free(f);
+    }
+    BIO_free(b);
+    return f->leaf ? 0 : -1;
 }
 
 /* No passphrase prompt, ever: a daemon has no terminal. */
@@ -356,36 +396,30 @@ static EVP_PKEY *read_key(const char *file, char *err, size_t errlen)
 
 /* One pair into context c: the chain as the file gives it, the key, the
  * match between them, the dates of every certificate. */
-static int load_pair(SSL_CTX *c, X509 *leaf, const char *cert, const char *key, char *err,
-                     size_t errlen)
+static int load_pair(SSL_CTX *c, const struct cert_file *f, const char *cert, const char *key,
+                     char *err, size_t errlen)
 {
-    if (check_dates(leaf, cert, 0, err, errlen) < 0)
+    if (check_dates(f->leaf, cert, 0, err, errlen) < 0)
         return -1;
+    for (int i = 0; i < sk_X509_num(f->chain); i++)
+        if (check_dates(sk_X509_value(f->chain, i), cert, i + 1, err, errlen) < 0)
+            return -1;
     EVP_PKEY *pk = read_key(key, err, errlen);
     if (!pk)
         return -1;
-    if (X509_check_private_key(leaf, pk) != 1) {
+    if (X509_check_private_key(f->leaf, pk) != 1) {
         ERR_clear_error();
         set_err(err, errlen, "key %s does not match certificate %s%s", key, cert, "");
         EVP_PKEY_free(pk);
         return -1;
     }
-    if (SSL_CTX_use_certificate_chain_file(c, cert) != 1) {
-        set_err(err, errlen, "certificate chain %s: %s%s", cert, ossl_reason(), "");
-        EVP_PKEY_free(pk);
-        return -1;
-    }
-    int ok = SSL_CTX_use_PrivateKey(c, pk);
+    int ok = SSL_CTX_use_certificate(c, f->leaf) == 1 && SSL_CTX_set1_chain(c, f->chain) == 1 &&
+             SSL_CTX_use_PrivateKey(c, pk) == 1;
     EVP_PKEY_free(pk);
-    if (ok != 1) {
-        set_err(err, errlen, "key %s: %s%s", key, ossl_reason(), "");
+    if (!ok) {
+        set_err(err, errlen, "certificate %s with key %s: %s", cert, key, ossl_reason());
         return -1;
     }
-    STACK_OF(X509) *chain = NULL;
-    SSL_CTX_get0_chain_certs(c, &chain);
-    for (int i = 0; chain && i < sk_X509_num(chain); i++)
-        if (check_dates(sk_X509_value(chain, i), cert, i + 1, err, errlen) < 0)
-            return -1;
     return 0;
 }
 
@@ -430,21 +464,26 @@ struct wse_tls *wse_tls_new(const struct wse_tls_opts *o, struct wse_tls_keys *k
     }
     bool tickets = keys && o->ticket_lifetime;
     for (unsigned i = 0; i < o->npairs; i++) {
-        X509 *leaf = read_leaf(o->cert[i], err, errlen);
-        if (!leaf)
+        struct cert_file f = {0};
+        if (read_cert_file(o->cert[i], &f, err, errlen) < 0)
             goto fail;
-        t->leaf[i] = leaf;
-        t->leaf_type[i] = EVP_PKEY_get_base_id(X509_get0_pubkey(leaf));
-        int j = ctx_for(t, t->leaf_type[i]);
+        t->leaf_type[i] = EVP_PKEY_get_base_id(X509_get0_pubkey(f.leaf));
+        int j = ctx_for(t, t->leaf_type[i]);    /* among the pairs before this one */
+        t->leaf[i] = f.leaf;
+        X509_up_ref(f.leaf);
         t->npairs = i + 1;
         if (j < 0) {
             j = (int)t->nctx;
-            if (!(t->ctx[j] = ctx_new(o, t, tickets, err, errlen)))
+            if (!(t->ctx[j] = ctx_new(o, t, tickets, err, errlen))) {
+                cert_file_free(&f);
                 goto fail;
+            }
             t->nctx++;
         }
         t->leaf_ctx[i] = (unsigned)j;
-        if (load_pair(t->ctx[j], leaf, o->cert[i], o->key[i], err, errlen) < 0)
+        int loaded = load_pair(t->ctx[j], &f, o->cert[i], o->key[i], err, errlen);
+        cert_file_free(&f);
+        if (loaded < 0)
             goto fail;
     }
     if (tickets)

@@ -289,6 +289,62 @@ START_TEST(sni_picks_the_pair_covering_the_name)
 }
 END_TEST
 
+/* A renewal renames a new pair over the served files while a reload reads
+ * them.  This suite links with --wrap=BIO_new_file: armed with a path, the
+ * wrapper renames ec.pem's bytes over that file just after opening it, as
+ * a renewal landing right after the first read began.  A loader opening the
+ * certificate twice (the leaf, then the chain) would hold the RSA key
+ * beside an ECDSA certificate: a context that fails every handshake. */
+BIO *__real_BIO_new_file(const char *file, const char *mode);
+static char renew_on_open[256];
+
+static void copy_file(const char *from, const char *to)
+{
+    char buf[8192];
+    FILE *in = fopen(from, "r"), *out = fopen(to, "w");
+    ck_assert(in && out);
+    size_t n = fread(buf, 1, sizeof buf, in);
+    ck_assert_uint_eq(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    ck_assert_int_eq(fclose(out), 0);
+}
+
+BIO *__wrap_BIO_new_file(const char *file, const char *mode)
+{
+    BIO *b = __real_BIO_new_file(file, mode);
+    if (renew_on_open[0] && strcmp(file, renew_on_open) == 0) {
+        renew_on_open[0] = 0;
+        copy_file(path("ec.pem"), path("renewed.tmp"));
+        ck_assert_int_eq(rename(path("renewed.tmp"), file), 0);
+    }
+    return b;
+}
+
+START_TEST(a_certificate_renamed_over_while_loading_is_not_mixed_in)
+{
+    char cert[256];
+    snprintf(cert, sizeof cert, "%s", path("renewing.pem"));  /* path() rotates */
+    copy_file(path("rsa.pem"), cert);
+    snprintf(renew_on_open, sizeof renew_on_open, "%s", cert);
+    struct wse_tls_opts o = {.npairs = 1, .cert = {cert}, .key = {path("rsa.key")}};
+    struct wse_tls *t = wse_tls_new(&o, NULL, errbuf, sizeof errbuf);
+    ck_assert_msg(t != NULL, "%s", errbuf);
+    ck_assert_msg(renew_on_open[0] == 0, "the certificate was never opened");
+    SSL_CTX *cc = client_ctx(TLS1_3_VERSION);
+    struct pair p;
+    pair_open(&p, t, cc, false);
+    ck_assert_int_eq(handshake(&p), 0);
+    X509 *peer = SSL_get1_peer_certificate(p.c);
+    ck_assert_int_eq(EVP_PKEY_get_base_id(X509_get0_pubkey(peer)), EVP_PKEY_RSA);
+    ck_assert_int_eq(SSL_get_verify_result(p.c), X509_V_OK);
+    X509_free(peer);
+    pair_close(&p);
+    SSL_CTX_free(cc);
+    wse_tls_free(t);
+    unlink(cert);
+}
+END_TEST
+
 /* ---- the transport ----------------------------------------------------- */
 
 static struct wse_tls *ec_ctx(struct wse_tls_keys *keys)
@@ -771,6 +827,7 @@ int main(void)
     tcase_add_test(tc, bad_pairs_name_the_file);
     tcase_add_test(tc, bad_cipher_options_are_named);
     tcase_add_test(tc, sni_picks_the_pair_covering_the_name);
+    tcase_add_test(tc, a_certificate_renamed_over_while_loading_is_not_mixed_in);
     tcase_add_test(tc, echo_both_ways_with_alpn);
     tcase_add_test(tc, alpn_without_http11_is_refused_and_none_is_served);
     tcase_add_test(tc, tls12_served_and_tls11_refused);
