@@ -6,9 +6,12 @@
  * with LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES, and each is named by what
  * it serves: "wsechod.listen.SLOT.PORT.HOST" (HOST with ':' written as
  * '.', since LISTEN_FDNAMES separates with ':'), "wsechod.tls.SLOT.PORT.HOST"
- * for a --tls-listen socket (never taken for a plain address), or
+ * for a --tls-listen socket, or
  * "wsechod.metrics.PORT.HOST".  A socket of another name (systemd's
- * default is the socket unit's name) is matched by its address only.
+ * default is the socket unit's name) is matched by its address only, and
+ * so is a named one: a socket serves whatever the configuration says of
+ * its address (a port serves one protocol), the kind in a name is what it
+ * served.
  * The address is always the socket's own (getsockname): a name is never
  * trusted for it.
  */

@@ -271,12 +271,17 @@ static void remove_pid_file(void)
 
 /* ---- listener groups ----------------------------------------------------- */
 
-/* An address that turns TLS (or back) is another listener: its sockets are
- * opened anew and the old ones closed when the old generation goes. */
+/*
+ * A listening socket carries no protocol: each generation's workers get
+ * their own configuration's kind with it (fds_for).  So an address that a
+ * reload turns TLS (or back) keeps its sockets, as any other address does:
+ * the old workers stop accepting at the swap and the new ones take what is
+ * queued.  Closing the old sockets instead would reset every connection
+ * still waiting in them.  (The configuration refuses one port for both.)
+ */
 static bool same_addr(const struct wse_listen *a, const struct wse_listen *b)
 {
-    return a->family == b->family && a->port == b->port && strcmp(a->host, b->host) == 0 &&
-           a->tls == b->tls;
+    return a->family == b->family && a->port == b->port && strcmp(a->host, b->host) == 0;
 }
 
 static struct group *group_find(const struct wse_listen *addr)
@@ -343,15 +348,29 @@ static int groups_open(const struct wse_config *cfg)
     return 0;
 }
 
+/* A kept address whose kind changed: its sockets' names in systemd's store
+ * say the kind (sockets.h), so the old names go before store_sockets(). */
+static void group_retag(struct group *grp, const struct wse_listen *now)
+{
+    if (grp->addr.tls == now->tls)
+        return;
+    for (unsigned i = 0; i < grp->nfds; i++)
+        unstore_socket(&grp->addr, (int)i);
+    grp->addr.tls = now->tls;
+}
+
 /* After a swap: addresses no longer configured stop listening. */
 static void groups_prune(const struct wse_config *cfg)
 {
     for (unsigned g = 0; g < MAX_GROUPS; g++) {
         struct group *grp = &M.groups[g];
-        bool wanted = false;
-        for (unsigned l = 0; grp->used && l < cfg->nlisten; l++)
-            wanted |= same_addr(&grp->addr, &cfg->listen[l]);
-        if (grp->used && !wanted)
+        const struct wse_listen *wanted = NULL;
+        for (unsigned l = 0; grp->used && l < cfg->nlisten && !wanted; l++)
+            if (same_addr(&grp->addr, &cfg->listen[l]))
+                wanted = &cfg->listen[l];
+        if (wanted)
+            group_retag(grp, wanted);
+        else if (grp->used)
             group_close(grp);
         grp->committed = grp->nfds;
     }

@@ -95,8 +95,7 @@ static int check_socket(int fd, struct wse_passed *p, char *err, size_t errlen)
 }
 
 /* The slot a name gives, checked against the socket's own address; a TLS
- * listener's name ("wsechod.tls.") marks addr TLS, so that it is never
- * taken for a plain one. */
+ * listener's name ("wsechod.tls.") marks addr TLS, as it served. */
 static int slot_of_name(const char *name, struct wse_listen *addr)
 {
     char want[WSE_SOCK_NAME_MAX];
@@ -198,10 +197,9 @@ int wse_sockets_take(struct wse_passed_set *set, const struct wse_listen *addr, 
 
     for (unsigned i = 0; i < set->n; i++) {
         struct wse_passed *p = &set->s[i];
-        /* A named socket keeps its protocol; an unnamed one (socket
-         * activation) serves whatever the configuration says. */
-        if (p->fd < 0 || !same_listen(&p->addr, addr) ||
-            (p->slot != WSE_SOCK_UNNAMED && p->addr.tls != addr->tls))
+        /* Matched by address alone: a socket serves what the
+         * configuration says of its address, whatever its name says. */
+        if (p->fd < 0 || !same_listen(&p->addr, addr))
             continue;
         if (p->slot == slot) {
             any = p;
@@ -225,8 +223,7 @@ unsigned wse_sockets_slots(const struct wse_passed_set *set, const struct wse_li
 
     for (unsigned i = 0; i < set->n; i++) {
         const struct wse_passed *p = &set->s[i];
-        if (p->fd >= 0 && p->slot >= 0 && same_listen(&p->addr, addr) &&
-            p->addr.tls == addr->tls && (unsigned)p->slot >= n)
+        if (p->fd >= 0 && p->slot >= 0 && same_listen(&p->addr, addr) && (unsigned)p->slot >= n)
             n = (unsigned)p->slot + 1;
     }
     return n;

@@ -395,6 +395,57 @@ def test_live_upgrade_hands_the_tls_listeners_over_as_tls():
             up.stop_by_pid_file(pid_file)
 
 
+@wse.timeout(120)
+def test_a_reload_moving_an_address_between_plain_and_tls_keeps_its_sockets():
+    """An address moved from listen to tls-listen (and back) by a reload
+    keeps its listening sockets, as any kept address does: nothing queued in
+    them is reset.  The old workers go on serving plain until they drain,
+    the new ones serve TLS on the same sockets."""
+    import test_upgrade as up
+    port = wse.free_port()
+    with tempfile.TemporaryDirectory() as d:
+        conf = os.path.join(d, "wsechod.conf")
+
+        def write_conf(tls):
+            with open(conf + ".new", "w") as f:
+                f.write("workers = 2\ndrain-timeout = 60\n")
+                if tls:
+                    f.write(f"listen = off\ntls-listen = {wse.HOST}:{port}\n"
+                            f"tls-cert = {path('rsa.pem')}\ntls-key = {path('rsa.key')}\n")
+                else:
+                    f.write(f"listen = {wse.HOST}:{port}\n")
+            os.replace(conf + ".new", conf)
+
+        def reload(generation):
+            mark = srv.mark()
+            srv.signal(signal.SIGHUP)
+            srv.wait_for_line(rf"generation {generation} serving", 20, start=mark)
+
+        write_conf(False)
+        with Server("-c", conf, port=port, workers=None, cli_listen=False) as srv:
+            inodes = up.listen_inodes(srv.pid)
+            assert len(inodes) == 2, inodes
+            held = RawWS(port)
+            held.echo(OP_TEXT, b"plain before")
+            write_conf(True)
+            reload(2)
+            assert up.listen_inodes(srv.pid) == inodes
+            ws = tls_ws(port)
+            ws.send_text(b"tls now")
+            assert ws.recv_message() == (OP_TEXT, b"tls now")
+            held.echo(OP_TEXT, b"plain, on its draining worker")
+            write_conf(False)
+            reload(3)
+            assert up.listen_inodes(srv.pid) == inodes
+            with RawWS(port) as again:
+                again.echo(OP_TEXT, b"plain again")
+            ws.send_text(b"tls, on its draining worker")
+            assert ws.recv_message() == (OP_TEXT, b"tls, on its draining worker")
+            assert not srv.find_lines(r"stopped listening"), srv.find_lines(r"stopped listening")
+            ws.sock.close()
+            held.sock.close()
+
+
 # ---- rotation by SIGHUP, resumption ----------------------------------------------
 
 

@@ -262,8 +262,11 @@ class Server:
 
     def __init__(self, *args, workers=2, port=None, ready=r"\[master pid \d+\] serving\b", start_timeout=10,
                  env=None, worker_deaths_ok=False, access_log=False, exe=None, prefix=(),
-                 pass_fds=()):
+                 pass_fds=(), cli_listen=True):
         self.args = [str(a) for a in args]
+        # cli_listen=False: no -l of its own, the configuration file says
+        # where to listen (a reload may change it).
+        self.cli_listen = cli_listen
         # exe: another binary than $WSECHOD (a copy a live upgrade replaces);
         # prefix and pass_fds: a launcher that execs it (listen_fds_launcher).
         self.exe = exe
@@ -293,7 +296,8 @@ class Server:
 
     def _argv(self):
         argv = self.prefix + [self.exe or binary()] + self.args
-        if not any(a in ("-l", "--listen") or a.startswith("--listen=") for a in self.args):
+        if self.cli_listen and not any(a in ("-l", "--listen") or a.startswith("--listen=")
+                                       for a in self.args):
             argv += ["-l", f"{HOST}:{self.port}"]
         if self.workers is not None and not any(
                 a in ("-w", "--workers") or a.startswith("--workers=") for a in self.args):
