@@ -465,13 +465,12 @@ static void proc_unlink(struct proc *p)
     free(p);
 }
 
+/* STOP or DRAIN.  (REOPEN goes with descriptors: wse_chan_send_fds.) */
 static void tell(struct proc *p, uint32_t type)
 {
-    if (p->chan < 0 || wse_chan_send(p->chan, type, 0) < 0) {
-        /* A worker that cannot hear us is stopped the blunt way. */
-        if (type != WSE_CHAN_REOPEN)
-            kill(p->pid, SIGTERM);
-    }
+    /* A worker that cannot hear us is stopped the blunt way. */
+    if (p->chan < 0 || wse_chan_send(p->chan, type, 0) < 0)
+        kill(p->pid, SIGTERM);
 }
 
 /* Closes in the child everything of the master's that is not its own. */
