@@ -120,6 +120,7 @@ static struct {
     unsigned generations;        /* numbers handed out, never reused */
     bool reloading;              /* generation `generation` is starting */
     bool reload_again;           /* a SIGHUP came while it was starting (or before serving) */
+    bool upgrade_waiting;        /* a SIGUSR2 came before the first workers served */
     bool serving;                /* the first generation reported ready */
     bool stopping;
     int exit_status;
@@ -791,7 +792,12 @@ static void on_ready(struct proc *p)
                    workers, (int)M.pid);
         store_sockets();
         upgrade_serving();
-        if (M.reload_again) {
+        /* The new binary reads the configuration anew: an upgrade that was
+         * waiting covers a reload that was waiting too. */
+        if (M.upgrade_waiting) {
+            M.upgrade_waiting = M.reload_again = false;
+            upgrade_start();
+        } else if (M.reload_again) {
             M.reload_again = false;
             reload();
         }
@@ -1523,15 +1529,29 @@ static _Noreturn void upgrade_exec(int *fds, char (*names)[WSE_SOCK_NAME_MAX], u
     _exit(127);
 }
 
+/*
+ * SIGUSR2 before the first workers serve waits for them, as SIGHUP does (a
+ * deployment script may upgrade right after starting).  Otherwise one that
+ * cannot be carried out now is refused and counted as a failed upgrade, so
+ * that -s upgrade reports it at once instead of waiting for an outcome.
+ */
 static void upgrade_start(void)
 {
-    const char *refuse = M.stopping ? "stopping" : !M.serving ? "the first workers are starting"
+    if (!M.serving && !M.stopping) {
+        log_info("SIGUSR2: the first workers are starting; the upgrade follows once they serve");
+        M.upgrade_waiting = true;
+        return;
+    }
+    const char *refuse = M.stopping ? "stopping"
                          : M.reloading ? "a reload is starting; send it again once it serves"
                          : U.child ? "an upgrade is already under way"
                          : U.dying ? "the last rejected attempt is still stopping"
                          : U.successor ? "already handed over" : NULL;
     if (refuse) {
         log_warn("SIGUSR2 ignored: %s", refuse);
+        /* An attempt under way will have an outcome of its own. */
+        if (!U.child && !U.successor)
+            wse_stats_upgrade_failed(&M.stats);
         return;
     }
     wse_notify_reloading();
