@@ -81,6 +81,7 @@ struct wse_pmdconn_counts {
     uint64_t inflated;          /* bytes the piece inflated to */
     uint64_t sent;              /* payload bytes of the frames added (compressed or not) */
     uint32_t frames;            /* frames added */
+    bool whole;                 /* inflated whole by libdeflate (no stream lent) */
 };
 
 /*
