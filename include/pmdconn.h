@@ -23,6 +23,14 @@
  * whole inflated size is below --deflate-min-size goes back uncompressed
  * (RSV1 clear, always allowed).  Uncompressed messages on a deflate
  * connection are the caller's (the plain transform).
+ *
+ * Whole messages (libdeflate, pmdz.h): a piece that is a whole message
+ * (first and last) of at most 64 KiB, without client takeover, with the
+ * output below the high-water mark, is inflated at once into a worker
+ * buffer of 256 KiB (bound: min(--max-message, 256 KiB)); past the buffer,
+ * corrupt or cut, the stream path above takes the same piece and decides.
+ * An echo held whole of at least 4 KiB, without server takeover and with a
+ * 15-bit window, is compressed by libdeflate (one BFINAL block and 0x00).
  */
 #ifndef WSE_PMDCONN_H
 #define WSE_PMDCONN_H
