@@ -62,6 +62,10 @@ struct wse_pmdconn_cfg {
 /* Worker setup (cfg is copied); WSE_OK or WSE_FAIL (no memory). */
 int wse_pmdconn_setup(const struct wse_pmdconn_cfg *cfg);
 
+/* Frees the worker's buffers and libdeflate state (for leak checkers:
+ * libdeflate's compressor is held through an interior pointer). */
+void wse_pmdconn_cleanup(void);
+
 /*
  * Negotiates for a request (buf holds its spans).  With an offer accepted
  * and memory for the connection's state: returns that state and writes the

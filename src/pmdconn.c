@@ -104,6 +104,19 @@ int wse_pmdconn_setup(const struct wse_pmdconn_cfg *cfg)
     return WSE_OK;
 }
 
+void wse_pmdconn_cleanup(void)
+{
+    libdeflate_free_compressor(P.comp);
+    libdeflate_free_decompressor(P.dec);
+    free(P.whole_in);
+    free(P.whole_out);
+    free(P.zout);
+    P.comp = NULL;
+    P.dec = NULL;
+    P.whole_in = P.whole_out = P.zout = NULL;
+    P.zout_cap = 0;
+}
+
 /* The whole-message inflate path's memory; false: none (the stream path
  * then does the work). */
 static bool whole_inflate_ready(void)

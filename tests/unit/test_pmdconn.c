@@ -432,6 +432,7 @@ struct outcome {
 };
 
 static uint8_t back2[1 << 22];
+static size_t agreed_len;       /* the message both paths echoed */
 
 /*
  * Echoes c[0..n) once as one piece (the whole path when it applies) and
@@ -482,6 +483,7 @@ static unsigned agree(struct wse_pmdconn *pc, unsigned opcode, const char *prefi
     ck_assert_uint_eq(w.code, st.code);
     ck_assert_uint_eq(w.len, st.len);
     ck_assert_mem_eq(back, back2, w.len);
+    agreed_len = w.len;
     return w.code;
 }
 
@@ -500,7 +502,7 @@ START_TEST(whole_path_matches_the_stream_path)
     over_every = 0;
     /* Empty, one byte, ordinary text and binary. */
     ck_assert_uint_eq(agree(pc, WSE_OP_TEXT, NULL, comp, 0, true), 0);
-    ck_assert_uint_eq(back[0] == back2[0], 1);
+    ck_assert_uint_eq(agreed_len, 0);
     fill(1, 3);
     ck_assert_uint_eq(agree(pc, WSE_OP_TEXT, NULL, comp, comp_msg(1), true), 0);
     ck_assert_mem_eq(back, msg, 1);
@@ -683,6 +685,7 @@ static Suite *pmdconn_suite(void)
     TCase *tc = tcase_create("core");
 
     tcase_set_timeout(tc, 60);
+    tcase_add_unchecked_fixture(tc, NULL, wse_pmdconn_cleanup);
     tcase_add_test(tc, echo_in_every_piece_size);
     tcase_add_test(tc, pauses_and_resumes_to_the_same_echo);
     tcase_add_test(tc, small_and_empty_go_back_uncompressed);
