@@ -61,8 +61,10 @@ LIB_OBJ  := $(patsubst %,$(BUILD)/src/%.o,$(LIB_MODS))
 SRV_OBJ  := $(patsubst %,$(BUILD)/src/%.o,$(SRV_MODS))
 LIB      := $(BUILD)/libwse.a
 
-# libssl for the TLS module (layer 1); the core uses libcrypto and zlib (pmdz).
-LIBS_CORE   := -lssl -lcrypto -lb64 -lz -lpthread
+# libssl for the TLS module (layer 1); the core uses libcrypto, zlib and
+# libdeflate (pmdz: zlib streams, libdeflate for whole messages).
+LIBDEFLATE  := $(shell pkg-config --libs libdeflate 2>/dev/null || echo -ldeflate)
+LIBS_CORE   := -lssl -lcrypto -lb64 -lz $(LIBDEFLATE) -lpthread
 LIBS_SERVER := -lev $(LIBS_CORE)
 CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
@@ -70,12 +72,6 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 BENCH_SRC := $(wildcard bench/micro_*.c)
-# micro_deflate compares zlib with libdeflate (scripts/bench-deps.sh deflate):
-# built only where libdeflate is installed; the server does not use it.
-HAVE_LIBDEFLATE := $(shell pkg-config --exists libdeflate 2>/dev/null && echo 1)
-ifneq ($(HAVE_LIBDEFLATE),1)
-BENCH_SRC := $(filter-out bench/micro_deflate.c,$(BENCH_SRC))
-endif
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 WSECHOD := $(if $(wildcard src/main.c),$(BUILD)/wsechod)
@@ -145,10 +141,6 @@ $(BUILD)/tests/test_timer: $(BUILD)/tests/test_timer.o $(BUILD)/src/timer.o $(LI
 $(BUILD)/bench/micro_%: $(BUILD)/bench/micro_%.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_CORE)
-
-$(BUILD)/bench/micro_deflate: $(BUILD)/bench/micro_deflate.o $(LIB)
-	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS_CORE) $(shell pkg-config --libs libdeflate 2>/dev/null)
 
 # The raw TCP echo server: the floor for bench/compare.sh.
 $(BUILD)/rawecho: bench/rawecho.c

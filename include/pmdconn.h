@@ -23,6 +23,14 @@
  * whole inflated size is below --deflate-min-size goes back uncompressed
  * (RSV1 clear, always allowed).  Uncompressed messages on a deflate
  * connection are the caller's (the plain transform).
+ *
+ * Whole messages (libdeflate, pmdz.h): a piece that is a whole message
+ * (first and last) of at most 64 KiB, without client takeover, with the
+ * output below the high-water mark, is inflated at once into a worker
+ * buffer of 256 KiB (bound: min(--max-message, 256 KiB)); past the buffer,
+ * corrupt or cut, the stream path above takes the same piece and decides.
+ * An echo held whole of at least 4 KiB, without server takeover and with a
+ * 15-bit window, is compressed by libdeflate (one BFINAL block and 0x00).
  */
 #ifndef WSE_PMDCONN_H
 #define WSE_PMDCONN_H
@@ -54,6 +62,10 @@ struct wse_pmdconn_cfg {
 /* Worker setup (cfg is copied); WSE_OK or WSE_FAIL (no memory). */
 int wse_pmdconn_setup(const struct wse_pmdconn_cfg *cfg);
 
+/* Frees the worker's buffers and libdeflate state (for leak checkers:
+ * libdeflate's compressor is held through an interior pointer). */
+void wse_pmdconn_cleanup(void);
+
 /*
  * Negotiates for a request (buf holds its spans).  With an offer accepted
  * and memory for the connection's state: returns that state and writes the
@@ -81,6 +93,7 @@ struct wse_pmdconn_counts {
     uint64_t inflated;          /* bytes the piece inflated to */
     uint64_t sent;              /* payload bytes of the frames added (compressed or not) */
     uint32_t frames;            /* frames added */
+    bool whole;                 /* inflated whole by libdeflate (no stream lent) */
 };
 
 /*

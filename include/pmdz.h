@@ -157,4 +157,50 @@ void wse_deflate_input(struct wse_deflate *d, const uint8_t *p, size_t n, bool l
  */
 int wse_deflate_next(struct wse_deflate *d, uint8_t *out, size_t cap, size_t *n, bool *fin);
 
+/*
+ * Whole messages (libdeflate): no context takeover, the message held whole.
+ * libdeflate has no streaming and no window carried between calls, and it
+ * always compresses with a 32 KiB window; it is faster than zlib on whole
+ * buffers (bench/README.md), so the transform uses it where those limits
+ * do not matter and zlib everywhere else.
+ *
+ * Inflate: in[0..n) is the message's whole payload, and
+ * in[n..n+WSE_PMDZ_WHOLE_ROOM) writable room: the 00 00 ff ff tail (7.2.2)
+ * and a final empty stored block are appended there, since libdeflate needs
+ * a stream that ends.  Up to cap bytes come out into out; max is the
+ * inflated limit (--max-message).  An empty payload is an empty message.
+ *   WSE_OK     *got bytes, the whole message (a BFINAL block in the payload
+ *              ends it early, the rest ignored, as the stream path does);
+ *   WSE_FAIL   *code 1009: past max, when max <= cap (so the bound was the
+ *              limit: the message is too big whatever follows);
+ *   WSE_AGAIN  not decided here: the message inflates past cap (below max)
+ *              or is not valid as given (corrupt, or cut inside a block):
+ *              the stream path then decodes it and gives its verdict, so
+ *              corrupt data closes with the same code either way.
+ * One divergence is accepted: a message whose bits after the tail do not
+ * stand at a block boundary (the stream path's 1007) but which the appended
+ * block happens to complete into a valid final block is echoed as decoded.
+ * Only a crafted message does that, and it echoes the sender's own bytes.
+ */
+#define WSE_PMDZ_WHOLE_ROOM 9
+
+struct libdeflate_compressor;
+struct libdeflate_decompressor;
+
+int wse_inflate_whole(struct libdeflate_decompressor *dec, uint8_t *in, size_t n,
+                      uint8_t *out, size_t cap, uint64_t max, size_t *got, uint16_t *code);
+
+/* The most wse_deflate_whole() writes for n bytes. */
+size_t wse_deflate_whole_bound(struct libdeflate_compressor *c, size_t n);
+
+/*
+ * Compresses p[0..n) as one whole message's payload (no takeover, 32 KiB
+ * window: only for a negotiated server window of 15) into out[0..cap), cap
+ * >= wse_deflate_whole_bound(n): one BFINAL-ended DEFLATE stream plus the
+ * 0x00 byte whose LEN/NLEN the receiver's tail completes (RFC 7692
+ * 7.2.3.4).  Returns the payload's length, 0 on failure.
+ */
+size_t wse_deflate_whole(struct libdeflate_compressor *c, const uint8_t *p, size_t n,
+                         uint8_t *out, size_t cap);
+
 #endif

@@ -7,7 +7,7 @@
 #   go       golang-go, golang-github-gorilla-websocket-dev (the gorilla peer)
 #   lws      libwebsockets-dev, pkg-config (the libwebsockets peer)
 #   node     nodejs, npm, then the pinned `ws` in bench/peers/node_ws/
-#   deflate  libdeflate-dev (bench/micro_deflate: zlib against libdeflate)
+#   deflate  libdeflate-dev (also a build dependency: scripts/deps.sh build)
 # Missing Debian packages are installed by scripts/deps.sh --packages (as root
 # or with sudo; otherwise it prints the exact command and fails).
 set -eu

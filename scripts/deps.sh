@@ -14,7 +14,7 @@
 # runs one dpkg-query and exits (well under a second).
 set -eu
 
-pkgs_build="make gcc pkg-config libev-dev libb64-dev libssl-dev zlib1g-dev"
+pkgs_build="make gcc pkg-config libev-dev libb64-dev libssl-dev zlib1g-dev libdeflate-dev"
 pkgs_test="check curl python3 python3-websockets python3-yaml nodejs npm valgrind mandoc haproxy util-linux"
 pkgs_fuzz="clang libclang-rt-14-dev"
 pkgs_browser="chromium"

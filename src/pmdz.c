@@ -4,6 +4,7 @@
  */
 #include "pmdz.h"
 
+#include <libdeflate.h>
 #include <string.h>
 
 #include "common.h"
@@ -303,4 +304,51 @@ int wse_deflate_next(struct wse_deflate *d, uint8_t *out, size_t cap, size_t *n,
     *fin = true;
     d->busy = false;
     return WSE_OK;
+}
+
+/* ---- whole messages (libdeflate) ---- */
+
+/* The tail, then a final empty stored block: the stream libdeflate needs. */
+static const uint8_t WHOLE_END[WSE_PMDZ_WHOLE_ROOM] = { 0x00, 0x00, 0xff, 0xff,
+                                                        0x01, 0x00, 0x00, 0xff, 0xff };
+
+int wse_inflate_whole(struct libdeflate_decompressor *dec, uint8_t *in, size_t n,
+                      uint8_t *out, size_t cap, uint64_t max, size_t *got, uint16_t *code)
+{
+    *got = 0;
+    *code = 0;
+    if (!n)
+        return WSE_OK;      /* as the stream path: an empty payload, an empty message */
+    bool limit = max <= cap;
+    size_t avail = limit ? (size_t)max : cap;
+    memcpy(in + n, WHOLE_END, sizeof WHOLE_END);
+    enum libdeflate_result rc = libdeflate_deflate_decompress(dec, in, n + sizeof WHOLE_END,
+                                                              out, avail, got);
+    if (rc == LIBDEFLATE_SUCCESS)
+        return WSE_OK;
+    *got = 0;
+    if (rc == LIBDEFLATE_INSUFFICIENT_SPACE && limit) {
+        *code = WSE_CLOSE_TOO_BIG;
+        return WSE_FAIL;
+    }
+    return WSE_AGAIN;
+}
+
+size_t wse_deflate_whole_bound(struct libdeflate_compressor *c, size_t n)
+{
+    return libdeflate_deflate_compress_bound(c, n) + 1;
+}
+
+size_t wse_deflate_whole(struct libdeflate_compressor *c, const uint8_t *p, size_t n,
+                         uint8_t *out, size_t cap)
+{
+    if (cap < 1)
+        return 0;
+    size_t k = libdeflate_deflate_compress(c, p, n, out, cap - 1);
+    if (!k)
+        return 0;
+    /* After the BFINAL block: the header byte of the empty stored block
+     * 7.2.1 appends, whose LEN/NLEN (00 00 ff ff) the sender drops. */
+    out[k] = 0x00;
+    return k + 1;
 }

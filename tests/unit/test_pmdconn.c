@@ -71,6 +71,7 @@ static size_t client_deflate(const uint8_t *in, size_t n, uint8_t *out, size_t c
 /* The client's inflater: kept from message to message with takeover. */
 static z_stream zs;
 static bool client_takeover;
+static unsigned whole_echoes;   /* echoes received as one BFINAL block */
 
 static void client_reset(bool takeover)
 {
@@ -129,8 +130,17 @@ static size_t client_receive(uint8_t *out, size_t cap, unsigned opcode, bool *co
     zs.next_out = out;
     zs.avail_out = (uInt)cap;
     int rc = inflate(&zs, Z_SYNC_FLUSH);
-    ck_assert(rc == Z_OK || rc == Z_BUF_ERROR);
-    ck_assert_uint_eq(zs.avail_in, 0);
+    ck_assert(rc == Z_OK || rc == Z_BUF_ERROR || rc == Z_STREAM_END);
+    if (rc == Z_STREAM_END) {
+        /* A BFINAL block (7.2.3.4, libdeflate's whole echo): only the
+         * empty stored block's 0x00 and the tail after it. */
+        ck_assert(!client_takeover);
+        ck_assert_uint_eq(zs.avail_in, 5);
+        ck_assert_mem_eq(zs.next_in, "\x00\x00\x00\xff\xff", 5);
+        whole_echoes++;
+    } else {
+        ck_assert_uint_eq(zs.avail_in, 0);
+    }
     return cap - zs.avail_out;
 }
 
@@ -411,12 +421,271 @@ START_TEST(lent_decompressors_are_capped)
 }
 END_TEST
 
+/* ---- the whole-message path (libdeflate) against the stream path ---- */
+
+/* What one echo came to: the close code, the path, the message back. */
+struct outcome {
+    unsigned code;
+    bool whole;
+    bool compressed;
+    size_t len;
+};
+
+static uint8_t back2[1 << 22];
+static size_t agreed_len;       /* the message both paths echoed */
+
+/*
+ * Echoes c[0..n) once as one piece (the whole path when it applies) and
+ * once as an empty first piece and the rest (the stream path always).
+ */
+static void echo_both(struct wse_pmdconn *pc, unsigned opcode, const char *prefix, uint8_t *c,
+                      size_t n, struct outcome *w, struct outcome *st)
+{
+    static uint8_t copy[1 << 20];
+    struct wse_pmdconn_counts counts;
+    size_t pl = prefix ? strlen(prefix) : 0;
+
+    ck_assert_uint_le(n, sizeof copy);
+    memcpy(copy, c, n);     /* the transform may not write into the piece */
+    for (int path = 0; path < 2; path++) {
+        struct outcome *o = path ? st : w;
+        uint8_t *out = path ? back2 : back;
+        struct wse_event ev = {
+            .kind = WSE_EV_DATA, .opcode = (uint8_t)opcode, .first = true, .last = !path,
+            .frame_start = true, .compressed = true, .data = path ? c : copy,
+            .len = path ? 0 : n,
+        };
+        wire_len = 0;
+        wse_batch_reset(&batch);
+        o->code = wse_pmdconn_data(pc, &batch, &ev, prefix, pl, &io, &counts);
+        o->whole = counts.whole;
+        if (path && !o->code) {
+            ev = (struct wse_event){ .kind = WSE_EV_DATA, .opcode = (uint8_t)opcode,
+                                     .last = true, .compressed = true, .data = c, .len = n };
+            o->code = wse_pmdconn_data(pc, &batch, &ev, prefix, pl, &io, &counts);
+            o->whole = o->whole || counts.whole;
+        }
+        take_batch();
+        o->len = o->code ? 0 : client_receive(out, sizeof back, opcode, &o->compressed);
+    }
+}
+
+/* Both paths agree; the first took the path `whole` says.  Returns the code. */
+static unsigned agree(struct wse_pmdconn *pc, unsigned opcode, const char *prefix, uint8_t *c,
+                      size_t n, bool whole)
+{
+    struct outcome w, st;
+
+    echo_both(pc, opcode, prefix, c, n, &w, &st);
+    ck_assert_msg(w.whole == whole, "n %zu: whole path %d, expected %d (codes %u %u)", n,
+                  w.whole, whole, w.code, st.code);
+    ck_assert(!st.whole);
+    ck_assert_uint_eq(w.code, st.code);
+    ck_assert_uint_eq(w.len, st.len);
+    ck_assert_mem_eq(back, back2, w.len);
+    agreed_len = w.len;
+    return w.code;
+}
+
+/* A client's message compressed with zlib as pmdz.h's stream path expects. */
+static size_t comp_msg(size_t n)
+{
+    return client_deflate(msg, n, comp, sizeof comp);
+}
+
+START_TEST(whole_path_matches_the_stream_path)
+{
+    enum { MAX = 300000 };
+    struct wse_pmdconn *pc = open_conn("permessage-deflate", "", MAX, 0, false);
+    size_t cn;
+
+    over_every = 0;
+    /* Empty, one byte, ordinary text and binary. */
+    ck_assert_uint_eq(agree(pc, WSE_OP_TEXT, NULL, comp, 0, true), 0);
+    ck_assert_uint_eq(agreed_len, 0);
+    fill(1, 3);
+    ck_assert_uint_eq(agree(pc, WSE_OP_TEXT, NULL, comp, comp_msg(1), true), 0);
+    ck_assert_mem_eq(back, msg, 1);
+    fill(5000, 4);
+    ck_assert_uint_eq(agree(pc, WSE_OP_BINARY, NULL, comp, comp_msg(5000), true), 0);
+    ck_assert_mem_eq(back, msg, 5000);
+    /* The echo prefix goes first, on text only. */
+    ck_assert_uint_eq(agree(pc, WSE_OP_TEXT, "pre: ", comp, comp_msg(5000), true), 0);
+    ck_assert_mem_eq(back, "pre: ", 5);
+    ck_assert_mem_eq(back + 5, msg, 5000);
+    /* Exactly --max-message inflated, and one byte more (the limit is the
+     * bound: 1009 at once on the whole path). */
+    fill(MAX, 5);
+    ck_assert_uint_eq(agree(pc, WSE_OP_BINARY, NULL, comp, comp_msg(MAX), false), 0);
+    struct wse_pmdconn *small = open_conn("permessage-deflate", "", 200000, 0, false);
+    fill(200000, 5);
+    ck_assert_uint_eq(agree(small, WSE_OP_BINARY, NULL, comp, comp_msg(200000), true), 0);
+    ck_assert_mem_eq(back, msg, 200000);
+    fill(200001, 5);
+    ck_assert_uint_eq(agree(small, WSE_OP_BINARY, NULL, comp, comp_msg(200001), true),
+                      WSE_CLOSE_TOO_BIG);
+    /* A bomb: 1 MiB of zeros in about 1 KiB. */
+    memset(msg, 0, 1 << 20);
+    cn = comp_msg(1 << 20);
+    ck_assert_uint_lt(cn, 2000);
+    ck_assert_uint_eq(agree(small, WSE_OP_BINARY, NULL, comp, cn, true), WSE_CLOSE_TOO_BIG);
+    wse_pmdconn_free(small);
+    /* Above the buffer the limit is the stream path's (the settings are the
+     * worker's: set them again). */
+    wse_pmdconn_free(pc);
+    pc = open_conn("permessage-deflate", "", MAX, 0, false);
+    ck_assert_uint_eq(agree(pc, WSE_OP_BINARY, NULL, comp, cn, false), WSE_CLOSE_TOO_BIG);
+    /* The worker's buffer exactly (256 KiB) and one byte past it, below
+     * --max-message: the second goes to the stream path, which echoes it. */
+    fill(256 * 1024, 6);
+    ck_assert_uint_eq(agree(pc, WSE_OP_TEXT, NULL, comp, comp_msg(256 * 1024), true), 0);
+    ck_assert_mem_eq(back, msg, 256 * 1024);
+    fill(256 * 1024 + 1, 6);
+    ck_assert_uint_eq(agree(pc, WSE_OP_TEXT, NULL, comp, comp_msg(256 * 1024 + 1), false), 0);
+    ck_assert_mem_eq(back, msg, 256 * 1024 + 1);
+    /* Invalid UTF-8 at the very end, and cut inside a character. */
+    fill(3000, 7);
+    msg[2999] = 0xff;
+    ck_assert_uint_eq(agree(pc, WSE_OP_TEXT, NULL, comp, comp_msg(3000), true),
+                      WSE_CLOSE_BAD_DATA);
+    msg[2999] = 0xc3;
+    ck_assert_uint_eq(agree(pc, WSE_OP_TEXT, NULL, comp, comp_msg(3000), true),
+                      WSE_CLOSE_BAD_DATA);
+    ck_assert_uint_eq(agree(pc, WSE_OP_BINARY, NULL, comp, comp_msg(3000), true), 0);
+    /* Corrupt data (the stream path decides: 1007), a message cut inside a
+     * block, and junk after the RFC 7692 tail. */
+    uint8_t junk[] = {0xff, 0xff, 0xff, 0x00};
+    ck_assert_uint_eq(agree(pc, WSE_OP_BINARY, NULL, junk, sizeof junk, false),
+                      WSE_CLOSE_BAD_DATA);
+    fill(3000, 8);
+    cn = comp_msg(3000);
+    ck_assert_uint_eq(agree(pc, WSE_OP_BINARY, NULL, comp, cn / 2, false), WSE_CLOSE_BAD_DATA);
+    /* A BFINAL block ends the message (7.2.3.4), the rest ignored. */
+    z_stream z = {0};
+    ck_assert_int_eq(deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    z.next_in = msg;
+    z.avail_in = 3000;
+    z.next_out = comp;
+    z.avail_out = sizeof comp;
+    ck_assert_int_eq(deflate(&z, Z_FINISH), Z_STREAM_END);
+    cn = sizeof comp - z.avail_out;
+    deflateEnd(&z);
+    memcpy(comp + cn, "\x00\x12\x34", 3);
+    ck_assert_uint_eq(agree(pc, WSE_OP_BINARY, NULL, comp, cn + 3, true), 0);
+    ck_assert_mem_eq(back, msg, 3000);
+    /* Still usable after every failure. */
+    fill(100, 9);
+    ck_assert_uint_eq(agree(pc, WSE_OP_TEXT, NULL, comp, comp_msg(100), true), 0);
+    wse_pmdconn_free(pc);
+}
+END_TEST
+
+START_TEST(whole_path_only_where_it_applies)
+{
+    struct wse_pmdconn_counts counts;
+    bool compressed;
+
+    over_every = 0;
+    fill(70000, 3);
+    size_t cn = comp_msg(70000);
+    /* Client takeover: the connection's own zlib stream. */
+    struct wse_pmdconn *pc = open_conn("permessage-deflate", "", 1 << 20, 0, true);
+    struct wse_event ev = { .kind = WSE_EV_DATA, .opcode = WSE_OP_BINARY, .first = true,
+                            .last = true, .compressed = true, .data = comp, .len = cn };
+    wse_batch_reset(&batch);
+    wire_len = 0;
+    ck_assert_uint_eq(wse_pmdconn_data(pc, &batch, &ev, NULL, 0, &io, &counts), 0);
+    ck_assert(!counts.whole);
+    take_batch();
+    ck_assert_uint_eq(client_receive(back, sizeof back, WSE_OP_BINARY, &compressed), 70000);
+    wse_pmdconn_free(pc);
+    /* Without it: whole when in one piece; streamed in pieces, or when the
+     * output is past the high-water mark (that path pauses). */
+    pc = open_conn("permessage-deflate", "", 1 << 20, 0, false);
+    ck_assert_uint_eq(wse_pmdconn_data(pc, &batch, &ev, NULL, 0, &io, &counts), 0);
+    ck_assert(counts.whole);
+    ev.last = false;
+    ev.len = cn / 2;
+    ck_assert_uint_eq(wse_pmdconn_data(pc, &batch, &ev, NULL, 0, &io, &counts), 0);
+    ck_assert(!counts.whole);
+    ev = (struct wse_event){ .kind = WSE_EV_DATA, .opcode = WSE_OP_BINARY, .last = true,
+                             .compressed = true, .data = comp + cn / 2, .len = cn - cn / 2 };
+    ck_assert_uint_eq(wse_pmdconn_data(pc, &batch, &ev, NULL, 0, &io, &counts), 0);
+    ck_assert(!counts.whole);
+    over_every = 1;
+    over_calls = 0;
+    ev = (struct wse_event){ .kind = WSE_EV_DATA, .opcode = WSE_OP_BINARY, .first = true,
+                             .last = true, .compressed = true, .data = comp, .len = cn };
+    ck_assert_uint_eq(wse_pmdconn_data(pc, &batch, &ev, NULL, 0, &io, &counts),
+                      WSE_PMDCONN_PAUSED);
+    ck_assert(!counts.whole);
+    wse_pmdconn_abandon(pc);
+    over_every = 0;
+    /* More than 64 KiB compressed in one piece: streamed. */
+    uint32_t x = 1;
+    for (size_t i = 0; i < 100000; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        msg[i] = (uint8_t)x;      /* incompressible */
+    }
+    cn = comp_msg(100000);
+    ck_assert_uint_gt(cn, 64 * 1024);
+    ev.len = cn;
+    wse_batch_reset(&batch);
+    wire_len = 0;
+    ck_assert_uint_eq(wse_pmdconn_data(pc, &batch, &ev, NULL, 0, &io, &counts), 0);
+    ck_assert(!counts.whole);
+    take_batch();
+    ck_assert_uint_eq(client_receive(back, sizeof back, WSE_OP_BINARY, &compressed), 100000);
+    ck_assert_mem_eq(back, msg, 100000);
+    wse_pmdconn_free(pc);
+}
+END_TEST
+
+/*
+ * The echo's compressor: libdeflate (one BFINAL block and 0x00) for a whole
+ * echo of 4 KiB or more with no server takeover and window 15; zlib below
+ * it, with takeover, or with a smaller window.
+ */
+START_TEST(whole_echo_compressor_by_case)
+{
+    static const struct { const char *offer; bool takeover; size_t n; bool ld; } cases[] = {
+        {"permessage-deflate", false, 4095, false},
+        {"permessage-deflate", false, 4096, true},
+        {"permessage-deflate", false, 30000, true},
+        {"permessage-deflate", true, 30000, false},
+        {"permessage-deflate; server_max_window_bits=10", false, 30000, false},
+        {"permessage-deflate; client_max_window_bits=9", false, 30000, true},
+    };
+
+    over_every = 0;
+    for (size_t i = 0; i < countof(cases); i++) {
+        struct wse_pmdconn *pc = open_conn(cases[i].offer, "", 1 << 20, 0, cases[i].takeover);
+        fill(cases[i].n, 11);
+        size_t cn = comp_msg(cases[i].n);
+        for (size_t piece = 0; piece <= 1000; piece += 1000) {
+            bool compressed;
+            whole_echoes = 0;
+            ck_assert_uint_eq(feed(pc, WSE_OP_TEXT, comp, cn, piece), 0);
+            ck_assert_uint_eq(client_receive(back, sizeof back, WSE_OP_TEXT, &compressed),
+                              cases[i].n);
+            ck_assert(compressed);
+            ck_assert_mem_eq(back, msg, cases[i].n);
+            ck_assert_msg(whole_echoes == cases[i].ld, "case %zu piece %zu", i, piece);
+        }
+        wse_pmdconn_free(pc);
+    }
+}
+END_TEST
+
 static Suite *pmdconn_suite(void)
 {
     Suite *s = suite_create("pmdconn");
     TCase *tc = tcase_create("core");
 
     tcase_set_timeout(tc, 60);
+    tcase_add_unchecked_fixture(tc, NULL, wse_pmdconn_cleanup);
     tcase_add_test(tc, echo_in_every_piece_size);
     tcase_add_test(tc, pauses_and_resumes_to_the_same_echo);
     tcase_add_test(tc, small_and_empty_go_back_uncompressed);
@@ -424,6 +693,9 @@ static Suite *pmdconn_suite(void)
     tcase_add_test(tc, safari_user_agents);
     tcase_add_test(tc, safari_guard_inflates_with_takeover);
     tcase_add_test(tc, lent_decompressors_are_capped);
+    tcase_add_test(tc, whole_path_matches_the_stream_path);
+    tcase_add_test(tc, whole_path_only_where_it_applies);
+    tcase_add_test(tc, whole_echo_compressor_by_case);
     suite_add_tcase(s, tc);
     return s;
 }
