@@ -1207,7 +1207,7 @@ fi
     fi
     PLAIN_ROWS=$(server_table wsechod raw lws gorilla node tornado tornado-prefix wsechod-w1 wsechod-w2 \
         wsechod-deflate node-deflate)
-    if [ "$(printf '%s\n' "$PLAIN_ROWS" | grep -c '^| ')" -gt 2 ]; then
+    if [ "$(printf '%s\n' "$PLAIN_ROWS" | grep -c '^| ')" -gt 1 ]; then
     echo "## Handshakes and idle connections"
     echo
     printf '%s\n\n' "$PLAIN_ROWS"
