@@ -905,8 +905,23 @@ load_table() {
     echo
 }
 
+# The two table cells of NAME's heap figure: " per connection | before → after |".
+hold_cells() {
+    local v per
+    v=$(awk -F'\t' -v n="$1" '$1 == n && $2 == "hold" { print $7, $8, $9, $10, $11; exit }' "$TSV")
+    if [ -z "$v" ]; then
+        echo " n/a | n/a |"
+        return
+    fi
+    set -- $v
+    per=$(awk -v b="$2" 'BEGIN { if (b >= 10240) printf "%.1f KiB", b / 1024; else printf "%d B", b }')
+    [ "$1" -lt "$HOLD_N" ] && per+=" (only $1 established)"
+    [ "$3" != 0 ] && per+=" !"
+    echo " $per | $4 → $5 KiB |"
+}
+
 server_table() {
-    local n hs per est rss0 rss1 v w row
+    local n hs est rss0 rss1 v w row
     echo "| server | handshakes/s (median [min–max], $CR_CONNS cycling) | server CPU µs per handshake | CPU % server / wsbench | heap per idle connection ($HOLD_N held) | RssAnon before → after |"
     echo "|---|---:|---:|---:|---:|---:|"
     for n in "$@"; do
@@ -923,16 +938,7 @@ server_table() {
         else
             row+=" n/a | n/a | n/a |"
         fi
-        v=$(awk -F'\t' -v n="$n" '$1 == n && $2 == "hold" { print $7, $8, $9, $10, $11; exit }' "$TSV")
-        if [ -n "$v" ]; then
-            set -- $v
-            per=$(awk -v b="$2" 'BEGIN { if (b >= 10240) printf "%.1f KiB", b / 1024; else printf "%d B", b }')
-            [ "$1" -lt "$HOLD_N" ] && per+=" (only $1 established)"
-            [ "$3" != 0 ] && per+=" !"
-            row+=" $per | $4 → $5 KiB |"
-        else
-            row+=" n/a | n/a |"
-        fi
+        row+=$(hold_cells "$n")
         echo "$row"
     done
     echo
@@ -941,7 +947,7 @@ server_table() {
 # The wss servers' handshakes (full and resumed) and heap per idle TLS
 # connection, with plain wsechod's heap beside when this run measured it.
 tls_server_table() {
-    local n v w row k per
+    local n v row k
     echo "| server | full handshakes/s (median [min–max]) | µs server CPU per full handshake | resumed handshakes/s | µs per resumed handshake | resumed (of all) | heap per idle TLS connection ($HOLD_N held) | RssAnon before → after |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     for n in "$@"; do
@@ -960,16 +966,7 @@ tls_server_table() {
         done
         v=$(awk -F'\t' -v n="$n" '$1 == n && $2 == "connect-resumed" { r += $15; h += $16 } END { if (h) printf "%.0f%%", 100 * r / h }' "$TSV")
         row+=" ${v:-n/a} |"
-        v=$(awk -F'\t' -v n="$n" '$1 == n && $2 == "hold" { print $7, $8, $9, $10, $11; exit }' "$TSV")
-        if [ -n "$v" ]; then
-            set -- $v
-            per=$(awk -v b="$2" 'BEGIN { if (b >= 10240) printf "%.1f KiB", b / 1024; else printf "%d B", b }')
-            [ "$1" -lt "$HOLD_N" ] && per+=" (only $1 established)"
-            [ "$3" != 0 ] && per+=" !"
-            row+=" $per | $4 → $5 KiB |"
-        else
-            row+=" n/a | n/a |"
-        fi
+        row+=$(hold_cells "$n")
         echo "$row"
     done
     v=$(awk -F'\t' '$1 == "wsechod" && $2 == "hold" { print $8; exit }' "$TSV")
