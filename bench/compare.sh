@@ -3,7 +3,7 @@
 # one run, one machine, the same load generator (build/wsbench) for all.
 #
 #   bench/compare.sh [--runs N] [--duration T] [--quick] [--servers LIST]
-#                    [--no-multi] [--no-install] [--hold N] [--help]
+#                    [--tls] [--no-multi] [--no-install] [--hold N] [--help]
 #   bench/compare.sh --report bench/results/run-DATE     (tables again, no runs)
 #   bench/compare.sh --charts-from bench/charts          (charts again from *.dat)
 #
@@ -21,9 +21,11 @@ MULTI=1
 INSTALL=1
 HOLD_N=10000
 CR_CONNS=100        # connections cycling at once in the handshake test
-SERVERS_ALL="wsechod raw lws gorilla node tornado tornado-prefix wsechod-deflate node-deflate"
+TLS_SERVERS="wsechod-tls tls-raw node-tls websockets-tls"
+SERVERS_ALL="wsechod raw lws gorilla node tornado tornado-prefix wsechod-deflate node-deflate $TLS_SERVERS"
 SERVERS=$SERVERS_ALL
 SIZES="64 4096 65536"
+TLS_SIZES="64 4096"     # the wss matrix's message sizes
 REPORT=""
 CHARTS_FROM=""
 # A run is "wsbench-bound" (marked ‡) when wsbench's core was at least
@@ -38,10 +40,12 @@ usage() {
     cat <<'EOF'
 Usage: bench/compare.sh [OPTIONS]
 
-Builds wsechod, wsbench, the raw TCP floor and the peer servers, then for each
-server: starts it on a free 127.0.0.1 port pinned to CPU 0, runs the matrix
-with wsbench pinned to CPU 1, stops it.  Writes bench/results/RESULTS-<date>.md
-(and the raw runs, the wsbench JSON and the charts beside it).
+Builds wsechod, wsbench, the raw TCP and TLS floors and the peer servers, then
+runs N rounds; in each round, for each server in turn (the order rotating from
+round to round): starts it on a free 127.0.0.1 port pinned to CPU 0, runs each
+cell of the matrix once with wsbench pinned to CPU 1, stops it.  Writes
+bench/results/RESULTS-<date>.md (and the raw runs, the wsbench JSON and the
+charts beside it).
 
   --runs N        runs per matrix cell; the table shows the median, min and max
                   (default 3)
@@ -52,7 +56,13 @@ with wsbench pinned to CPU 1, stops it.  Writes bench/results/RESULTS-<date>.md
   --servers LIST  comma-separated subset of:
                   wsechod,raw,lws,gorilla,node,tornado,tornado-prefix,
                   wsechod-deflate,node-deflate (permessage-deflate without
-                  context takeover, text messages, wsbench --deflate)
+                  context takeover, text messages, wsbench --deflate),
+                  wsechod-tls,tls-raw,node-tls,websockets-tls (the wss
+                  matrix: 64 B and 4 KiB echo over wss, full and resumed
+                  handshakes, heap per idle TLS connection; tls-raw is the
+                  raw TLS echo floor, build/tlsecho)
+  --tls           the wss matrix alone: --servers wsechod-tls,tls-raw,
+                  node-tls,websockets-tls
   --no-multi      skip the wsechod 1-worker / 2-worker unpinned run
   --no-install    do not run scripts/bench-deps.sh; skip what is missing
   --hold N        idle connections for the heap-per-connection figure
@@ -80,6 +90,7 @@ while [ $# -gt 0 ]; do
         --quick) QUICK=1 ;;
         --servers) [ $# -ge 2 ] || die "--servers needs a list"; SERVERS=${2//,/ }; shift ;;
         --servers=*) SERVERS=${1#*=}; SERVERS=${SERVERS//,/ } ;;
+        --tls) SERVERS=$TLS_SERVERS ;;
         --no-multi) MULTI=0 ;;
         --no-install) INSTALL=0 ;;
         --hold) [ $# -ge 2 ] || die "--hold needs a number"; HOLD_N=$2; shift ;;
@@ -122,7 +133,9 @@ fi
 RESULTS=$OUT/RESULTS-$STAMP.md
 TSV=$OUT/runs-$STAMP.tsv
 CLK_TCK=$(getconf CLK_TCK)
-WSBENCH_TIMEOUT=30s     # an echo later than this is an error (slow peers at 64 KiB x 16 x 1000)
+# An echo, or a handshake, later than this is an error (slow peers at 64 KiB
+# x 16 x 1000; TLS handshakes of 100 connections at once on a busy machine).
+WSBENCH_TIMEOUT=30s
 T_START=$(date +%s)
 
 log() { printf '%s\n' "$*"; }
@@ -143,12 +156,14 @@ fi
 # ---------------------------------------------------------------- cleanup
 CUR_SRV=""          # pid of the server running now
 CUR_CLI=""          # pid of the timeout(1) running wsbench now
+TLS_DIR=""          # the throwaway test CA and certificates of the wss servers
 cleanup() {
     if [ -n "$CUR_CLI" ]; then
         kill -INT "$CUR_CLI" 2>/dev/null
         wait "$CUR_CLI" 2>/dev/null
     fi
     [ -n "$CUR_SRV" ] && stop_server
+    [ -n "$TLS_DIR" ] && rm -rf "$TLS_DIR"
 }
 trap 'cleanup; exit 130' INT TERM
 trap 'cleanup' EXIT
@@ -308,6 +323,10 @@ build_all() {
             AVAILABLE[node-deflate]=1
         fi
     fi
+    if [[ $want == *"-tls "* || $want == *" tls-raw "* ]]; then
+        [[ $want == *" node-tls "* ]] && need_group node
+        build_tls
+    fi
     if [[ $want == *" tornado"* ]]; then
         need_group tornado
         if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import tornado' 2>/dev/null; then
@@ -317,6 +336,37 @@ build_all() {
             skip tornado "python3-tornado is not installed (scripts/bench-deps.sh tornado)"
             skip tornado-prefix "python3-tornado is not installed (scripts/bench-deps.sh tornado)"
         fi
+    fi
+}
+
+# The wss servers: one ECDSA P-256 certificate from scripts/test-ca.sh, made
+# in a private temporary directory for this run and removed at exit.
+build_tls() {
+    local n
+    need_group tls
+    if ! make --no-print-directory build/tlsecho >>"$RUNDIR/build.log" 2>&1; then
+        skip tls-raw "build/tlsecho did not build (see $RUNDIR/build.log)"
+    else
+        AVAILABLE[tls-raw]=1
+    fi
+    if TLS_DIR=$(mktemp -d) && sh scripts/test-ca.sh "$TLS_DIR" >>"$RUNDIR/build.log" 2>&1; then
+        TLS_CERT=$TLS_DIR/ec.pem
+        TLS_KEY=$TLS_DIR/ec.key
+        AVAILABLE[wsechod-tls]=1
+    else
+        for n in $TLS_SERVERS; do skip "$n" "scripts/test-ca.sh failed (see $RUNDIR/build.log)"; done
+        unset 'AVAILABLE[tls-raw]'
+        return
+    fi
+    if ! command -v node >/dev/null 2>&1 || [ ! -f bench/peers/node_ws/node_modules/ws/package.json ]; then
+        skip node-tls "node or the ws package in bench/peers/node_ws is not installed (scripts/bench-deps.sh node)"
+    else
+        AVAILABLE[node-tls]=1
+    fi
+    if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import websockets' 2>/dev/null; then
+        AVAILABLE[websockets-tls]=1
+    else
+        skip websockets-tls "python3-websockets is not installed (scripts/bench-deps.sh tls)"
     fi
 }
 
@@ -334,6 +384,10 @@ server_label() {
         tornado-prefix) echo "Tornado (tutorial, \"You said: \")" ;;
         wsechod-deflate) echo "wsechod -w 1 --permessage-deflate" ;;
         node-deflate) echo "$(server_label node) perMessageDeflate" ;;
+        wsechod-tls) echo "wsechod -w 1 over TLS" ;;
+        tls-raw) echo "raw TLS (epoll, OpenSSL $(openssl version 2>/dev/null | awk '{print $2}'))" ;;
+        node-tls) echo "$(server_label node) over https" ;;
+        websockets-tls) echo "Python websockets $(/usr/bin/python3 -c 'import websockets; print(websockets.__version__)' 2>/dev/null) + ssl" ;;
     esac
 }
 
@@ -354,6 +408,11 @@ server_cmd() {
         wsechod-deflate) SRV_CMD=(build/wsechod -w 1 --log-level warn --permessage-deflate
                                   --deflate-min-size 0 -l "127.0.0.1:$port") ;;
         node-deflate) SRV_CMD=(node bench/peers/node_ws/echo.js "$port" notakeover) ;;
+        wsechod-tls) SRV_CMD=(build/wsechod -w 1 --log-level warn -l off --tls-listen "127.0.0.1:$port"
+                              --tls-cert "$TLS_CERT" --tls-key "$TLS_KEY") ;;
+        tls-raw) SRV_CMD=(build/tlsecho "$port" "$TLS_CERT" "$TLS_KEY") ;;
+        node-tls) SRV_CMD=(node bench/peers/node_ws/echo_tls.js "$port" "$TLS_CERT" "$TLS_KEY") ;;
+        websockets-tls) SRV_CMD=(/usr/bin/python3 bench/peers/websockets_tls_echo.py "$port" "$TLS_CERT" "$TLS_KEY") ;;
     esac
 }
 
@@ -483,13 +542,30 @@ msg_flags() {       # NAME [hold]
     esac
 }
 
+is_tls() { [[ $1 == *-tls || $1 == tls-raw ]]; }
+is_raw() { [ "$1" = raw ] || [ "$1" = tls-raw ]; }
+
+# The URL wsbench drives the server NAME at (raw floors: --raw blocks).
+server_url() {      # NAME -> URL
+    case "$1" in
+        raw) echo "tcp://127.0.0.1:$CUR_PORT" ;;
+        tls-raw) echo "tls://127.0.0.1:$CUR_PORT" ;;
+        *-tls) echo "wss://127.0.0.1:$CUR_PORT/websocket" ;;
+        *) echo "ws://127.0.0.1:$CUR_PORT/websocket" ;;
+    esac
+}
+
+sizes_of() {        # NAME -> the message sizes of its matrix
+    if is_tls "$1"; then echo "$TLS_SIZES"; else echo "$SIZES"; fi
+}
+
 echo_run() {        # NAME SIZE CONNS PIPE RUN
     local name=$1 size=$2 conns=$3 pipe=$4 run=$5 out k0 k1 m0 m1 msgs rate errs cpu other args
     out=$RUNDIR/$name-s$size-c$conns-p$pipe-r$run.json
-    if [ "$name" = raw ]; then
-        args=(--raw -t 1 -c "$conns" -s "$size" -p "$pipe" -d "$DURATION" --timeout "$WSBENCH_TIMEOUT" --json "tcp://127.0.0.1:$CUR_PORT")
+    if is_raw "$name"; then
+        args=(--raw -t 1 -c "$conns" -s "$size" -p "$pipe" -d "$DURATION" --timeout "$WSBENCH_TIMEOUT" --json "$(server_url "$name")")
     else
-        args=(-t 1 -c "$conns" -s "$size" -p "$pipe" -d "$DURATION" $(msg_flags "$name") --timeout "$WSBENCH_TIMEOUT" --json "ws://127.0.0.1:$CUR_PORT/websocket")
+        args=(-t 1 -c "$conns" -s "$size" -p "$pipe" -d "$DURATION" $(msg_flags "$name") --timeout "$WSBENCH_TIMEOUT" --json "$(server_url "$name")")
     fi
     k0=$(tree_ticks "$CUR_SRV"); m0=$(machine_ticks)
     wsb "$(awk -v d="$DURATION" 'BEGIN { print int(d + 60) }')" "$out" "${args[@]}"
@@ -513,27 +589,35 @@ echo_run() {        # NAME SIZE CONNS PIPE RUN
     fi
 }
 
-connect_run() {     # NAME RUN
-    local name=$1 run=$2 out k0 k1 m0 m1 hs rate errs cpu other
-    out=$RUNDIR/$name-connect-r$run.json
+# Handshakes; over TLS "full" (no session offered) or "resumed" (each
+# connection offers the thread's last session ticket: --tls-resume).
+connect_run() {     # NAME RUN [full|resumed]
+    local name=$1 run=$2 kind=${3:-full} test=connect out k0 k1 m0 m1 hs rate errs cpu other resumed tlshs extra=()
+    [ "$kind" = resumed ] && test=connect-resumed extra=(--tls-resume)
+    out=$RUNDIR/$name-$test-r$run.json
     k0=$(tree_ticks "$CUR_SRV"); m0=$(machine_ticks)
     wsb "$(awk -v d="$DURATION" 'BEGIN { print int(d + 60) }')" "$out" \
-        --connect-rate -t 1 -c "$CR_CONNS" -s 64 $(msg_flags "$name") -d "$DURATION" --json "ws://127.0.0.1:$CUR_PORT/websocket"
+        --connect-rate "${extra[@]}" -t 1 -c "$CR_CONNS" -s 64 $(msg_flags "$name") -d "$DURATION" \
+        --timeout "$WSBENCH_TIMEOUT" --json "$(server_url "$name")"
     m1=$(machine_ticks); k1=$(tree_ticks "$CUR_SRV")
-    hs=$(json_num "$out" handshakes); hs=${hs:-0}
+    # Completed cycles (handshake and echo); over TLS also the TLS handshakes
+    # made and how many of them the server resumed.
+    hs=$(json_num "$out" connections_completed); hs=${hs:-0}
+    resumed=$(json_num "$out" tls_resumed); resumed=${resumed:-0}
+    tlshs=$(json_num "$out" tls_handshakes); tlshs=${tlshs:-0}
     rate=$(json_num "$out" conns_per_sec); rate=${rate:-0}
     errs=$(json_errors "$out")
     [ -s "$out" ] || errs=-1
     cpu=$(awk -v a="$k0" -v b="$k1" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) / t }')
     other=$(other_cpu "$m0" "$m1" "$cpu")
-    printf '%s\tconnect\t64\t%s\t1\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$CR_CONNS" "$run" \
-        "$hs" "$rate" "$errs" "$cpu" "$WSB_CLI" "$WSB_WALL" "$WSB_RC" "$other" >>"$TSV"
-    printf '   %-15s handshakes c%s run %s/%s: %10.0f /s  srv %5.2f s CPU  cpu%% srv %3.0f wsbench %3.0f  errors %s\n' \
-        "$name" "$CR_CONNS" "$run" "$RUNS" "$rate" "$cpu" \
+    printf '%s\t%s\t64\t%s\t1\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$test" "$CR_CONNS" "$run" \
+        "$hs" "$rate" "$errs" "$cpu" "$WSB_CLI" "$WSB_WALL" "$WSB_RC" "$other" "$resumed" "$tlshs" >>"$TSV"
+    printf '   %-15s handshakes%s c%s run %s/%s: %10.0f /s  srv %5.2f s CPU  cpu%% srv %3.0f wsbench %3.0f  errors %s\n' \
+        "$name" "$(is_tls "$name" && echo " ($kind, $resumed of $tlshs resumed)")" "$CR_CONNS" "$run" "$RUNS" "$rate" "$cpu" \
         "$(awk -v c="$cpu" -v w="$WSB_WALL" 'BEGIN { printf "%.0f", 100 * c / w }')" \
         "$(awk -v c="$WSB_CLI" -v w="$WSB_WALL" 'BEGIN { printf "%.0f", 100 * c / w }')" "$errs"
     if [ "$errs" != 0 ] || { [ "$WSB_RC" != 0 ] && [[ $name == wsechod* ]]; }; then
-        flag_errors "$name" "connect-rate run $run (exit $WSB_RC)" "$out" "$errs"
+        flag_errors "$name" "$test run $run (exit $WSB_RC)" "$out" "$errs"
     fi
 }
 
@@ -543,11 +627,17 @@ connect_run() {     # NAME RUN
 hold_run() {        # NAME
     local name=$1 out rss0 rss1 s0 s i est allopen errs t0 tsample
     out=$RUNDIR/$name-hold.json
+    if is_tls "$name"; then
+        # OpenSSL fetches and caches its algorithms at the first handshake
+        # (heap, once per process): not memory per connection.
+        wsb 30 "$RUNDIR/$name-warmup.json" -t 1 -c 1 -d 500ms "$(server_url "$name")"
+        sleep 0.5
+    fi
     rss0=$(tree_rss "$CUR_SRV")
     s0=$(tree_sockets "$CUR_SRV")
     t0=$(date +%s.%N)
     timeout -s INT -k 30 150 "${PIN_CLI[@]}" build/wsbench --hold "$HOLD_N" $(msg_flags "$name" hold) -t 1 -d 120 --timeout 10s --json \
-        "ws://127.0.0.1:$CUR_PORT/websocket" >"$out" 2>"$out.err" &
+        "$(server_url "$name")" >"$out" 2>"$out.err" &
     CUR_CLI=$!
     for i in $(seq 1 180); do       # up to 90 s
         kill -0 "$CUR_CLI" 2>/dev/null || break
@@ -594,12 +684,16 @@ prefix_check() {
 PREFIX_NOTE=""
 
 # ---------------------------------------------------------------- a server
-bench_server() {    # NAME [MATRIX_ONLY]
-    local name=$1 only=${2:-} s c p r
+# One round of one server: started afresh, each cell of its matrix run once
+# (run RUN), stopped.  The first round also measures the heap per idle
+# connection, on the freshly started server before any other test.
+bench_round() {     # NAME RUN [MATRIX_ONLY]
+    local name=$1 run=$2 only=${3:-} s c p
+    [ "$name" = tornado-prefix ] && [ "$run" -gt 1 ] && return
     log ""
-    log "== $(server_label "$name")"
-    start_server "$name" || { skip "$name" "did not start (see $RUNDIR/server-$name.log)"; return; }
-    if [ "$name" != raw ] && [ -z "$only" ]; then
+    log "== $(server_label "$name") (round $run of $RUNS)"
+    start_server "$name" || { skip "$name" "did not start in round $run (see $RUNDIR/server-$name.log)"; return; }
+    if ! is_raw "$name" && [ -z "$only" ] && [ "$run" = 1 ]; then
         hold_run "$name"
     fi
     if [ "$name" = tornado-prefix ]; then
@@ -607,25 +701,40 @@ bench_server() {    # NAME [MATRIX_ONLY]
         stop_server
         return
     fi
-    if [ "$name" != raw ]; then
-        for r in $(seq 1 "$RUNS"); do connect_run "$name" "$r"; done
+    if ! is_raw "$name"; then
+        connect_run "$name" "$run"
+        is_tls "$name" && connect_run "$name" "$run" resumed
     fi
-    for s in $SIZES; do
+    for s in $(sizes_of "$name"); do
         for c in $CONNS; do
             for p in $PIPES; do
-                for r in $(seq 1 "$RUNS"); do
-                    if ! kill -0 "$CUR_SRV" 2>/dev/null; then
-                        warn "!!!!!! $name died during the matrix (see $RUNDIR/server-$name.log)"
-                        [[ $name == wsechod* ]] && ERRORS_WSECHOD+=("$name died during the matrix")
-                        CUR_SRV=""
-                        return
-                    fi
-                    echo_run "$name" "$s" "$c" "$p" "$r"
-                done
+                if ! kill -0 "$CUR_SRV" 2>/dev/null; then
+                    warn "!!!!!! $name died during the matrix (see $RUNDIR/server-$name.log)"
+                    [[ $name == wsechod* ]] && ERRORS_WSECHOD+=("$name died during the matrix (round $run)")
+                    CUR_SRV=""
+                    return
+                fi
+                echo_run "$name" "$s" "$c" "$p" "$run"
             done
         done
     done
     stop_server
+}
+
+# RUNS rounds over the servers, interleaved: the order rotates from round to
+# round, so that what else the machine did at some moment is spread over the
+# servers rather than landing on one of them.
+bench_rounds() {    # MATRIX_ONLY("" or matrix-only) NAME...
+    local only=$1 r i k
+    shift
+    local names=("$@")
+    k=${#names[@]}
+    [ "$k" -gt 0 ] || return 0
+    for r in $(seq 1 "$RUNS"); do
+        for i in $(seq 0 $((k - 1))); do
+            bench_round "${names[$(( (i + r - 1) % k ))]}" "$r" "$only"
+        done
+    done
 }
 
 # ---------------------------------------------------------------- tables
@@ -684,6 +793,8 @@ short_name() {
         raw) echo "raw TCP" ;; lws) echo "libwebsockets" ;; gorilla) echo "gorilla" ;;
         node) echo "Node ws" ;; tornado) echo "Tornado" ;; tornado-prefix) echo "Tornado prefix" ;;
         wsechod-deflate) echo "wsechod deflate" ;; node-deflate) echo "Node ws deflate" ;;
+        wsechod-tls) echo "wsechod" ;; tls-raw) echo "raw TLS" ;; node-tls) echo "Node ws" ;;
+        websockets-tls) echo "Python websockets" ;;
     esac
 }
 
@@ -715,15 +826,21 @@ echo_table() {
     hdr="| size | conns | pipeline |"
     sep="|---:|---:|---:|"
     for n in "${names[@]}"; do hdr+=" $(short_name "$n") |"; sep+="---:|"; done
-    local with_ratio=0
-    if [ "$what" = cpu ] && [[ " ${names[*]} " == *" raw "* ]] && [[ " ${names[*]} " == *" wsechod "* ]]; then
-        with_ratio=1; hdr+=" wsechod / raw |"; sep+="---:|"
+    # wsechod's CPU over its floor's: plain over raw TCP, wss over raw TLS.
+    local with_ratio=0 ra="" rb=""
+    if [[ " ${names[*]} " == *" raw "* ]] && [[ " ${names[*]} " == *" wsechod "* ]]; then
+        ra=wsechod rb=raw
+    elif [[ " ${names[*]} " == *" tls-raw "* ]] && [[ " ${names[*]} " == *" wsechod-tls "* ]]; then
+        ra=wsechod-tls rb=tls-raw
+    fi
+    if [ "$what" = cpu ] && [ -n "$ra" ]; then
+        with_ratio=1; hdr+=" wsechod / $(short_name "$rb") |"; sep+="---:|"
     fi
     echo "$title"
     echo
     echo "$hdr"
     echo "$sep"
-    for s in $SIZES; do
+    for s in $TABLE_SIZES; do
         for c in $CONNS; do
             for p in $PIPES; do
                 row="| $(size_name "$s") | $c | $p |"
@@ -748,7 +865,7 @@ echo_table() {
                     fi
                 done
                 if [ $with_ratio -eq 1 ]; then
-                    raw_v=$(agg raw echo "$s" "$c" "$p" 0); ws_v=$(agg wsechod echo "$s" "$c" "$p" 0)
+                    raw_v=$(agg "$rb" echo "$s" "$c" "$p" 0); ws_v=$(agg "$ra" echo "$s" "$c" "$p" 0)
                     if [ -n "$raw_v" ] && [ -n "$ws_v" ]; then
                         ratio=$(awk -v a="${ws_v%% *}" -v b="${raw_v%% *}" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else printf "n/a" }')
                     else
@@ -771,7 +888,7 @@ load_table() {
     for n in "${names[@]}"; do hdr+=" $(short_name "$n") |"; sep+="---:|"; done
     echo "$hdr"
     echo "$sep"
-    for s in $SIZES; do
+    for s in $TABLE_SIZES; do
         for c in $CONNS; do
             for p in $PIPES; do
                 row="| $(size_name "$s") | $c | $p |"
@@ -791,8 +908,23 @@ load_table() {
     echo
 }
 
+# The two table cells of NAME's heap figure: " per connection | before → after |".
+hold_cells() {
+    local v per
+    v=$(awk -F'\t' -v n="$1" '$1 == n && $2 == "hold" { print $7, $8, $9, $10, $11; exit }' "$TSV")
+    if [ -z "$v" ]; then
+        echo " n/a | n/a |"
+        return
+    fi
+    set -- $v
+    per=$(awk -v b="$2" 'BEGIN { if (b >= 10240) printf "%.1f KiB", b / 1024; else printf "%d B", b }')
+    [ "$1" -lt "$HOLD_N" ] && per+=" (only $1 established)"
+    [ "$3" != 0 ] && per+=" !"
+    echo " $per | $4 → $5 KiB |"
+}
+
 server_table() {
-    local n hs per est rss0 rss1 v w row
+    local n hs est rss0 rss1 v w row
     echo "| server | handshakes/s (median [min–max], $CR_CONNS cycling) | server CPU µs per handshake | CPU % server / wsbench | heap per idle connection ($HOLD_N held) | RssAnon before → after |"
     echo "|---|---:|---:|---:|---:|---:|"
     for n in "$@"; do
@@ -809,18 +941,39 @@ server_table() {
         else
             row+=" n/a | n/a | n/a |"
         fi
-        v=$(awk -F'\t' -v n="$n" '$1 == n && $2 == "hold" { print $7, $8, $9, $10, $11; exit }' "$TSV")
-        if [ -n "$v" ]; then
-            set -- $v
-            per=$(awk -v b="$2" 'BEGIN { if (b >= 10240) printf "%.1f KiB", b / 1024; else printf "%d B", b }')
-            [ "$1" -lt "$HOLD_N" ] && per+=" (only $1 established)"
-            [ "$3" != 0 ] && per+=" !"
-            row+=" $per | $4 → $5 KiB |"
-        else
-            row+=" n/a | n/a |"
-        fi
+        row+=$(hold_cells "$n")
         echo "$row"
     done
+    echo
+}
+
+# The wss servers' handshakes (full and resumed) and heap per idle TLS
+# connection, with plain wsechod's heap beside when this run measured it.
+tls_server_table() {
+    local n v row k
+    echo "| server | full handshakes/s (median [min–max]) | µs server CPU per full handshake | resumed handshakes/s | µs per resumed handshake | resumed (of all) | heap per idle TLS connection ($HOLD_N held) | RssAnon before → after |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    for n in "$@"; do
+        awk -F'\t' -v n="$n" '$1 == n { f = 1; exit } END { exit !f }' "$TSV" 2>/dev/null || continue
+        row="| $(server_label "$n") |"
+        for k in connect connect-resumed; do
+            v=$(agg "$n" "$k" 64 "$CR_CONNS" 1 8)
+            if [ -n "$v" ]; then
+                set -- $v
+                row+=" $(fmt_rate "$1")$(bound_mark "$n" "$k" 64 "$CR_CONNS" 1) [$(fmt_rate "$2")–$(fmt_rate "$3")] |"
+                v=$(agg "$n" "$k" 64 "$CR_CONNS" 1 0)
+                row+=" $(awk -v x="${v%% *}" 'BEGIN { printf "%.0f", x }') |"
+            else
+                row+=" n/a | n/a |"
+            fi
+        done
+        v=$(awk -F'\t' -v n="$n" '$1 == n && $2 == "connect-resumed" { r += $15; h += $16 } END { if (h) printf "%.0f%%", 100 * r / h }' "$TSV")
+        row+=" ${v:-n/a} |"
+        row+=$(hold_cells "$n")
+        echo "$row"
+    done
+    v=$(awk -F'\t' '$1 == "wsechod" && $2 == "hold" { print $8; exit }' "$TSV")
+    [ -n "$v" ] && echo "| wsechod -w 1, plain ws:// (for comparison) | | | | | | $v B | |"
     echo
 }
 
@@ -959,30 +1112,27 @@ if [ -n "$REPORT" ]; then
 else
 log "compare.sh: $(machine_line)"
 log "compare.sh: $PIN_NOTE"
-log "compare.sh: $RUNS run(s) of ${DURATION}s per cell; sizes $SIZES B; connections $CONNS; pipeline $PIPES; hold $HOLD_N"
+log "compare.sh: $RUNS run(s) of ${DURATION}s per cell, in rounds; sizes $SIZES B (wss: $TLS_SIZES B); connections $CONNS; pipeline $PIPES; hold $HOLD_N"
 log "compare.sh: results in $RESULTS (raw runs $TSV, wsbench JSON in $RUNDIR/)"
 : >"$TSV"
 build_all
 
 ORDER=()
-for n in wsechod raw lws gorilla node tornado tornado-prefix wsechod-deflate node-deflate; do
+for n in $SERVERS_ALL; do
     [[ " $SERVERS " == *" $n "* ]] || continue
     if [ -n "${AVAILABLE[$n]:-}" ]; then ORDER+=("$n"); fi
 done
-for n in "${ORDER[@]}"; do
-    bench_server "$n"
-done
+bench_rounds "" "${ORDER[@]}"
 
 if [ $MULTI -eq 1 ] && [[ " $SERVERS " == *" wsechod "* ]]; then
     log ""
     log "== multi-worker: wsechod -w 1 and -w 2, NOT pinned (wsbench still on CPU 1):"
     log "   on a $NCPU-core machine the load generator shares the cores with the workers"
-    bench_server wsechod-w1 matrix-only
-    bench_server wsechod-w2 matrix-only
+    bench_rounds matrix-only wsechod-w1 wsechod-w2
 fi
 T_END=$(date +%s)
 ELAPSED=$((T_END - T_START))
-declare -p RUNS DURATION QUICK SERVERS SIZES CONNS PIPES HOLD_N CR_CONNS PIN_NOTE ELAPSED \
+declare -p RUNS DURATION QUICK SERVERS SIZES TLS_SIZES CONNS PIPES HOLD_N CR_CONNS PIN_NOTE ELAPSED \
     SKIPPED ERRORS_WSECHOD ERRORS_PEERS PREFIX_NOTE WSBENCH_TIMEOUT | sed 's/^declare -[-a-zA-Z]* //; s/^/declare -g /' \
     | sed 's/^declare -g \([A-Z_]*\)=(/declare -ga \1=(/' >"$RUNDIR/meta.sh"
 fi
@@ -1000,6 +1150,11 @@ MULTIS=()
 for n in wsechod wsechod-w1 wsechod-w2; do
     [ -n "$(echo_servers "$n")" ] && MULTIS+=("$n")
 done
+TLS=()
+for n in tls-raw wsechod-tls node-tls websockets-tls; do
+    [ -n "$(echo_servers "$n")" ] && TLS+=("$n")
+done
+TABLE_SIZES=$SIZES
 
 CHARTS=""
 if [ ${#MAIN[@]} -gt 0 ]; then
@@ -1050,10 +1205,12 @@ fi
         echo
         load_table "${MAIN[@]}"
     fi
+    PLAIN_ROWS=$(server_table wsechod raw lws gorilla node tornado tornado-prefix wsechod-w1 wsechod-w2 \
+        wsechod-deflate node-deflate)
+    if [ "$(printf '%s\n' "$PLAIN_ROWS" | grep -c '^| ')" -gt 1 ]; then
     echo "## Handshakes and idle connections"
     echo
-    server_table wsechod raw lws gorilla node tornado tornado-prefix wsechod-w1 wsechod-w2 \
-        wsechod-deflate node-deflate
+    printf '%s\n\n' "$PLAIN_ROWS"
     echo "Handshakes: \`wsbench --connect-rate -c $CR_CONNS\` (connect, handshake, one 64 B echo, close; repeat)."
     echo "Server CPU per handshake: the same server CPU as above, divided by the handshakes. ‡ = wsbench-bound, as above"
     echo "(wsbench's core ≥ $BOUND_CLI% busy, the server's < $BOUND_SRV%): the rate is wsbench's limit; compare the CPU µs per handshake."
@@ -1066,6 +1223,7 @@ fi
         echo "Its echo throughput is therefore not measured; its heap figure is above; the pure-echo Tornado handler"
         echo "stands in for it in the echo tables (the same code path plus one string concatenation)."
         echo
+    fi
     fi
     if [ ${#DEFL[@]} -gt 1 ]; then
         echo "## permessage-deflate (no context takeover)"
@@ -1080,6 +1238,32 @@ fi
         echo_table "### Messages per second" rate "${DEFL[@]}"
         echo "$MARKS_NOTE."
         echo
+    fi
+    if [ ${#TLS[@]} -gt 0 ]; then
+        TABLE_SIZES=$TLS_SIZES
+        echo "## wss: the TLS matrix"
+        echo
+        echo "TLS 1.3 (wsbench's default; TLS_AES_256_GCM_SHA384), one ECDSA P-256 certificate from scripts/test-ca.sh; every server"
+        echo "one process (wsechod \`-w 1\`), pinned as above. Raw TLS: build/tlsecho, the plain floor's I/O over OpenSSL,"
+        echo "driven with \`wsbench --raw tls://\`."
+        echo
+        echo_table "### Server CPU seconds per million echoed messages over TLS (median; lower is better)" cpu "${TLS[@]}"
+        echo_table "### Messages per second over TLS (median [min–max]; higher is better)" rate "${TLS[@]}"
+        echo "$MARKS_NOTE."
+        echo
+        echo "### CPU use over TLS: server % / wsbench % / everything else % of one core (median)"
+        echo
+        load_table "${TLS[@]}"
+        echo "### Handshakes and idle TLS connections"
+        echo
+        tls_server_table wsechod-tls node-tls websockets-tls
+        echo "Handshakes: \`wsbench --connect-rate -c $CR_CONNS\` over wss (TCP connect, TLS handshake, upgrade, one 64 B echo, close;"
+        echo "repeat); resumed: the same with \`--tls-resume\` (each connection offers its thread's last session ticket; the"
+        echo "\"resumed\" column is the share the server accepted). ‡ as above."
+        echo "Heap per idle TLS connection: as for plain, after one warm-up connection (OpenSSL's first handshake caches"
+        echo "its algorithms on the heap, once per process)."
+        echo
+        TABLE_SIZES=$SIZES
     fi
     if [ ${#MULTIS[@]} -gt 1 ]; then
         echo "## wsechod with 1 and 2 workers (not pinned)"
@@ -1108,7 +1292,8 @@ fi
         echo
     fi
     echo "Raw runs: \`$TSV\` (columns: server, test, size, conns, pipeline, run, messages, rate, errors,"
-    echo "server CPU s, wsbench CPU s, wall s, wsbench exit, other CPU s; hold rows: established, bytes/conn, errors, RssAnon before KiB, RssAnon after KiB, sample s)."
+    echo "server CPU s, wsbench CPU s, wall s, wsbench exit, other CPU s, and on connect rows TLS handshakes resumed and made;"
+    echo "hold rows: established, bytes/conn, errors, RssAnon before KiB, RssAnon after KiB, sample s)."
 } >"$RESULTS"
 
 log ""

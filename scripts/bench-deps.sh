@@ -8,6 +8,8 @@
 #   lws      libwebsockets-dev, pkg-config (the libwebsockets peer)
 #   node     nodejs, npm, then the pinned `ws` in bench/peers/node_ws/
 #   deflate  libdeflate-dev (also a build dependency: scripts/deps.sh build)
+#   tls      openssl, libssl-dev (build/tlsecho, the test CA), python3-websockets
+#            (the Python wss peer); the Node wss peer is the node group's ws
 # Missing Debian packages are installed by scripts/deps.sh --packages (as root
 # or with sudo; otherwise it prints the exact command and fails).
 set -eu
@@ -18,8 +20,9 @@ pkgs_go="golang-go golang-github-gorilla-websocket-dev"
 pkgs_lws="pkg-config libwebsockets-dev"
 pkgs_node="nodejs npm"
 pkgs_deflate="pkg-config libdeflate-dev"
+pkgs_tls="openssl libssl-dev python3 python3-websockets"
 
-[ $# -eq 0 ] && set -- tools tornado go lws node deflate
+[ $# -eq 0 ] && set -- tools tornado go lws node deflate tls
 want=""
 node=0
 for group in "$@"; do
@@ -30,7 +33,8 @@ for group in "$@"; do
         lws)     want="$want $pkgs_lws" ;;
         node)    want="$want $pkgs_node"; node=1 ;;
         deflate) want="$want $pkgs_deflate" ;;
-        *) echo "bench-deps.sh: unknown group '$group' (tools, tornado, go, lws, node, deflate)" >&2; exit 2 ;;
+        tls)     want="$want $pkgs_tls" ;;
+        *) echo "bench-deps.sh: unknown group '$group' (tools, tornado, go, lws, node, deflate, tls)" >&2; exit 2 ;;
     esac
 done
 

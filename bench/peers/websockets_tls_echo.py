@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Python websockets with ssl, the wss peer of bench/tls_matrix.sh:
+"""Python websockets with ssl, the wss peer of bench/compare.sh (websockets-tls):
     websockets_tls_echo.py PORT CERT KEY
 One process, asyncio; every message goes back unchanged."""
 import asyncio

@@ -86,3 +86,21 @@ def test_deflate_compresses_and_checks_every_echo():
         p = run("-d", "300ms", "-c", "1", "--deflate", "--json",
                 f"ws://127.0.0.1:{srv.port}/websocket")
         assert p.returncode == 1 and json.loads(p.stdout)["errors"]["handshake"] > 0, p.stdout
+
+
+def test_wss_handshakes_with_rsa_and_ecdsa_servers_at_tls12_and_tls13():
+    """wsbench over wss:// against an RSA-only and an ECDSA-only server, with
+    --tls12 and without: every connection completes its TLS and WebSocket
+    handshakes and echoes, at the version asked for."""
+    from test_tls import pair_args
+    for name in ("rsa", "ec"):
+        tls_port = wse.free_port()
+        with Server("-w", "1", "--tls-listen", f"{wse.HOST}:{tls_port}", *pair_args(name),
+                    workers=None) as srv:
+            for flags, version in ((["--tls12"], "1.2"), ([], "1.3")):
+                p = run("-d", "300ms", "-c", "2", "--json", *flags,
+                        f"wss://127.0.0.1:{tls_port}/websocket")
+                assert p.returncode == 0, (name, flags, p.stdout, p.stderr)
+                res = json.loads(p.stdout)
+                assert res["tls_max"] == version and res["tls_handshakes"] == 2, (name, flags, res)
+                assert res["messages"] > 0 and sum(res["errors"].values()) == 0, (name, flags, res)

@@ -1,5 +1,5 @@
 'use strict';
-// Node.js `ws` over https, the wss peer of bench/tls_matrix.sh:
+// Node.js `ws` over https, the wss peer of bench/compare.sh (node-tls):
 //   node echo_tls.js PORT CERT KEY
 // One process; every message goes back unchanged.  TLS as Node's defaults
 // (TLS 1.2-1.3, its own ticket keys, session cache on).
