@@ -352,6 +352,11 @@ int wsb_report(const struct wsb_config *cfg, struct wsb_thread *th, unsigned n)
     fflush(stdout);
     int rc = T->errors || T->bad_codes ||
              (cfg->mode == WSB_HOLD && T->established < cfg->conns) ? 1 : 0;
+    /* A count says that something failed, not what: a wrong path (404) and
+     * a TLS failure are both handshake errors. */
+    if (T->errors && !cfg->verbose)
+        fprintf(stderr, "wsbench: %" PRIu64 " %s; run again with -v to see the first ones\n",
+                T->errors, T->errors == 1 ? "error" : "errors");
     free(T);
     return rc;
 }
