@@ -710,12 +710,17 @@ static ssize_t tls_read(int fd, void *buf, size_t cap)
     return (ssize_t)got;
 }
 
-#define COALESCE_BELOW 4096     /* pieces smaller than this share a record */
+/* Each record costs a write(): pieces shorter than a full record share
+ * one, copied together as writev() would join them in one segment.  (A
+ * batch of pipelined 4 KiB echoes, one region each, went out one record
+ * and one write() per message at 4096.) */
+#define COALESCE_BELOW SSL3_RT_MAX_PLAIN_LENGTH
 
 static unsigned char scratch[SSL3_RT_MAX_PLAIN_LENGTH];
 
 /* The next run to hand SSL_write_ex from logical offset `at` of the batch:
- * a large piece as it is, small ones copied together into one record. */
+ * a piece filling a record as it is, shorter ones copied together into one
+ * record; a batch of one piece is never copied. */
 static size_t next_run(const struct iovec *iov, int niov, size_t at, const void **p)
 {
     int i = 0;

@@ -786,6 +786,38 @@ START_TEST(records_read_ahead_past_a_full_buffer_are_reported_pending)
 }
 END_TEST
 
+/* A batch of pipelined echoes, one region each and shorter than a record,
+ * leaves in full records (each record costs the server a write()), in
+ * order; the client, reading without read ahead, gets one record a call. */
+START_TEST(pipelined_echoes_share_full_records)
+{
+    struct wse_tls *t = ec_ctx(NULL);
+    SSL_CTX *cc = client_ctx(TLS1_3_VERSION);
+    struct pair p;
+    pair_open(&p, t, cc, false);
+    ck_assert_int_eq(handshake(&p), 0);
+    enum { N = 5, SIZE = 4100 };
+    static unsigned char echo[N][SIZE + 8];     /* apart, as regions of a read buffer are */
+    struct iovec iov[N];
+    for (int i = 0; i < N; i++) {
+        memset(echo[i], 'A' + i, SIZE);
+        iov[i] = (struct iovec){echo[i], SIZE};
+    }
+    ck_assert_int_eq(wse_transport_tls.writev(p.sfd, iov, N), N * SIZE);
+    static unsigned char got[N * SIZE];
+    size_t k, total = 0;
+    ck_assert_int_eq(SSL_read_ex(p.c, got, sizeof got, &k), 1);
+    ck_assert_uint_eq(k, SSL3_RT_MAX_PLAIN_LENGTH);
+    total = k;
+    client_read(&p, got + total, sizeof got - total);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(memcmp(got + i * SIZE, echo[i], SIZE), 0);
+    pair_close(&p);
+    SSL_CTX_free(cc);
+    wse_tls_free(t);
+}
+END_TEST
+
 /* ---- tickets ----------------------------------------------------------- */
 
 /* A full handshake, a byte each way (the TLS 1.3 ticket comes after the
@@ -979,6 +1011,7 @@ int main(void)
     tcase_add_test(tc, a_record_split_across_reads_waits_for_the_socket);
     tcase_add_test(tc, several_records_in_one_segment_come_out_of_one_read);
     tcase_add_test(tc, records_read_ahead_past_a_full_buffer_are_reported_pending);
+    tcase_add_test(tc, pipelined_echoes_share_full_records);
     tcase_add_test(tc, tickets_resume_across_contexts_and_one_rotation);
     tcase_add_test(tc, a_forked_worker_sees_later_rotations);
     tcase_add_test(tc, an_idle_session_keeps_no_record_buffers);
