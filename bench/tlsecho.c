@@ -3,8 +3,10 @@
  *
  * rawecho.c's I/O with OpenSSL between: one thread, epoll, level-triggered,
  * non-blocking sockets.  Each readable connection gets one read of up to
- * 64 KiB of plaintext (records read while a whole one still fits, as the
- * server's TLS transport reads), written straight back as records; what
+ * 64 KiB of plaintext (records read while a whole one still fits and
+ * OpenSSL holds more, read ahead on: as the server's TLS transport reads),
+ * written straight back as records, and again while whole records read
+ * ahead remain inside OpenSSL (no socket event would come for them); what
  * the peer will not take yet is kept and the connection waits for EPOLLOUT
  * (without EPOLLIN) until it is sent.  The context is the server's: TLS 1.2
  * and 1.3, OpenSSL's default suites, released buffers, tickets (OpenSSL's
@@ -92,6 +94,7 @@ static SSL_CTX *server_ctx(const char *cert, const char *key)
                                SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_read_ahead(c, 1);   /* one read() per burst, not per record half */
     SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(c, 1);
     if (SSL_CTX_use_certificate_chain_file(c, cert) != 1 ||
@@ -222,6 +225,7 @@ int main(int argc, char **argv)
                 continue;
             }
 
+        again:;
             size_t got = 0;
             int e = SSL_ERROR_NONE;
             while (BUF_SIZE - got >= SSL3_RT_MAX_PLAIN_LENGTH) {
@@ -232,6 +236,8 @@ int main(int argc, char **argv)
                     break;
                 }
                 got += k;
+                if (!SSL_has_pending(c->ssl))
+                    break;      /* the rest, if any, is the socket's */
             }
             if (!got) {
                 if (e == SSL_ERROR_WANT_READ)
@@ -250,6 +256,8 @@ int main(int argc, char **argv)
             int w = flush_out(c, buf);
             if (w < 0) {
                 drop(ep, conns, fd);
+            } else if (w > 0 && e == SSL_ERROR_NONE && SSL_has_pending(c->ssl)) {
+                goto again;     /* the buffer filled with records still held */
             } else if (w == 0) {
                 /* Keep the rest (from the start of the blocked record: the
                  * same bytes go again); stop reading until it is out. */

@@ -229,6 +229,32 @@ def test_backpressure_counts_tls_output_and_loses_nothing():
         wse.wait_until(lambda: totals(srv)["bytes_buffered"] == 0, 10, "output drained")
 
 
+def test_a_pipelined_burst_of_records_is_all_echoed_in_order():
+    """The server reads ahead (one read() takes all the socket holds): a
+    burst whose records share segments and straddle them, corked by the
+    client so the kernel sends full segments, comes back whole and in
+    order: no record is left inside the server's TLS session unread."""
+    sizes = [1, 125, 126, 1000, 4096, 16000, 16384, 40000, 3, 70000] * 4
+    payloads = [os.urandom(n) for n in sizes]
+    with tls_server() as srv:
+        ws = tls_ws(srv.tls_port)
+
+        import threading
+
+        def writer():
+            ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+            for p in payloads:
+                ws.sock.sendall(wse.frame(OP_BINARY, p))
+            ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        for i, p in enumerate(payloads):
+            assert ws.recv_message(timeout=20) == (OP_BINARY, p), i
+        t.join(wse.scaled(20))
+        assert not t.is_alive()
+        assert totals(srv)["msgs_out_binary"] == len(payloads)
+
+
 def test_proxy_v2_then_tls():
     import test_proxy
     with tls_server("--proxy-protocol", access_log=True) as srv:

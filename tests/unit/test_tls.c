@@ -2,7 +2,8 @@
  * test_tls.c - the TLS module: contexts from the test CA's files (and the
  * errors naming them), the transport over a socketpair with a plain
  * OpenSSL client on the other end (handshake, ALPN, SNI, versions, garbage,
- * partial writes and their retries, close_notify, PROXY before TLS), the
+ * partial writes and their retries, close_notify, PROXY before TLS, records
+ * split across reads and read ahead), the
  * shared ticket keys (resumption, rotation, a forked reader), and the heap
  * an idle session keeps.
  *
@@ -13,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -646,6 +648,176 @@ START_TEST(proxy_header_then_tls)
 }
 END_TEST
 
+/* ---- reading ahead ------------------------------------------------------ */
+
+/* The client's records for msgs as bytes, not sent: its output goes to a
+ * memory BIO for the call, so a test cuts and joins records at will. */
+static size_t client_records(struct pair *p, const char *const *msgs, int n, unsigned char *out,
+                             size_t cap)
+{
+    BIO *mem = BIO_new(BIO_s_mem());
+    ck_assert_ptr_nonnull(mem);
+    SSL_set0_wbio(p->c, mem);
+    for (int i = 0; i < n; i++)
+        client_write(p, msgs[i], strlen(msgs[i]));
+    int len = BIO_read(mem, out, (int)cap);
+    ck_assert_int_gt(len, 0);
+    ck_assert_int_eq(BIO_ctrl_pending(mem), 0);
+    BIO *sock = BIO_new_socket(p->cfd, BIO_NOCLOSE);
+    ck_assert_ptr_nonnull(sock);
+    SSL_set0_wbio(p->c, sock);
+    return (size_t)len;
+}
+
+static bool socket_readable(int fd)
+{
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    return poll(&pf, 1, 0) == 1;
+}
+
+/* A record arriving in pieces: each read before the last finds no whole
+ * record, says EAGAIN and reports nothing pending (the socket wakes the
+ * connection; "pending" would make it read again at once, in a loop). */
+START_TEST(a_record_split_across_reads_waits_for_the_socket)
+{
+    struct wse_tls *t = ec_ctx(NULL);
+    SSL_CTX *cc = client_ctx(TLS1_3_VERSION);
+    struct pair p;
+    pair_open(&p, t, cc, false);
+    ck_assert_int_eq(handshake(&p), 0);
+    static const char *const msg[] = {"split across three reads"};
+    unsigned char rec[256];
+    size_t len = client_records(&p, msg, 1, rec, sizeof rec);
+    const size_t cuts[] = {3, 11, len};     /* inside the header, the body, the end */
+    char buf[64 * 1024];
+    size_t at = 0;
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(write(p.cfd, rec + at, cuts[i] - at), (ssize_t)(cuts[i] - at));
+        at = cuts[i];
+        errno = 0;
+        ssize_t n = wse_transport_tls.read(p.sfd, buf, sizeof buf);
+        if (i < 2) {
+            ck_assert_int_eq(n, -1);
+            ck_assert_int_eq(errno, EAGAIN);
+            ck_assert(!wse_tls_has_pending(p.sfd));
+        } else {
+            ck_assert_int_eq(n, (ssize_t)strlen(msg[0]));
+            ck_assert_int_eq(memcmp(buf, msg[0], (size_t)n), 0);
+        }
+    }
+    ck_assert(!wse_tls_has_pending(p.sfd));
+    pair_close(&p);
+    SSL_CTX_free(cc);
+    wse_tls_free(t);
+}
+END_TEST
+
+/* Several records in one segment come out of one read call: the first
+ * read() of the session takes them all (read ahead), so none is left for
+ * another wake-up or another system call. */
+START_TEST(several_records_in_one_segment_come_out_of_one_read)
+{
+    struct wse_tls *t = ec_ctx(NULL);
+    SSL_CTX *cc = client_ctx(TLS1_3_VERSION);
+    struct pair p;
+    pair_open(&p, t, cc, false);
+    ck_assert_int_eq(handshake(&p), 0);
+    static const char *const msgs[] = {"one,", "two,", "three,", "four"};
+    unsigned char rec[1024];
+    size_t len = client_records(&p, msgs, 4, rec, sizeof rec);
+    ck_assert_int_eq(write(p.cfd, rec, len), (ssize_t)len);
+    char buf[64 * 1024];
+    ssize_t n = wse_transport_tls.read(p.sfd, buf, sizeof buf);
+    ck_assert_int_eq(n, 18);
+    ck_assert_int_eq(memcmp(buf, "one,two,three,four", 18), 0);
+    ck_assert(!wse_tls_has_pending(p.sfd));
+    ck_assert(!socket_readable(p.sfd));
+    pair_close(&p);
+    SSL_CTX_free(cc);
+    wse_tls_free(t);
+}
+END_TEST
+
+/* Records read ahead beyond what the connection's buffer takes stay inside
+ * OpenSSL, the socket quiet: reading as the event loop does (when the
+ * socket is readable or the session says pending), every byte comes out,
+ * and "pending" never promises a read that gives nothing. */
+START_TEST(records_read_ahead_past_a_full_buffer_are_reported_pending)
+{
+    struct wse_tls *t = ec_ctx(NULL);
+    SSL_CTX *cc = client_ctx(TLS1_3_VERSION);
+    struct pair p;
+    pair_open(&p, t, cc, false);
+    ck_assert_int_eq(handshake(&p), 0);
+    enum { N = 40, SIZE = 1000 };
+    static char text[N][SIZE + 1];
+    const char *msgs[N];
+    for (int i = 0; i < N; i++) {
+        memset(text[i], 'a' + i % 26, SIZE);
+        msgs[i] = text[i];
+    }
+    static unsigned char rec[N * (SIZE + 64)];
+    size_t len = client_records(&p, msgs, N, rec, sizeof rec);
+    ck_assert_int_eq(write(p.cfd, rec, len), (ssize_t)len);
+    /* Room for one whole record and a little: the loop stops early. */
+    static char buf[SSL3_RT_MAX_PLAIN_LENGTH + 2 * SIZE];
+    static char got[N * SIZE];
+    size_t total = 0;
+    int pending_reads = 0;
+    while (wse_tls_has_pending(p.sfd) || socket_readable(p.sfd)) {
+        bool promised = wse_tls_has_pending(p.sfd);
+        pending_reads += promised && !socket_readable(p.sfd);
+        ssize_t n = wse_transport_tls.read(p.sfd, buf, sizeof buf);
+        if (promised)
+            ck_assert_int_gt(n, 0);
+        if (n > 0) {
+            ck_assert_uint_le(total + (size_t)n, sizeof got);
+            memcpy(got + total, buf, (size_t)n);
+            total += (size_t)n;
+        }
+    }
+    ck_assert_uint_eq(total, N * SIZE);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(memcmp(got + i * SIZE, text[i], SIZE), 0);
+    ck_assert_int_gt(pending_reads, 0);     /* the case this test is about happened */
+    pair_close(&p);
+    SSL_CTX_free(cc);
+    wse_tls_free(t);
+}
+END_TEST
+
+/* A batch of pipelined echoes, one region each and shorter than a record,
+ * leaves in full records (each record costs the server a write()), in
+ * order; the client, reading without read ahead, gets one record a call. */
+START_TEST(pipelined_echoes_share_full_records)
+{
+    struct wse_tls *t = ec_ctx(NULL);
+    SSL_CTX *cc = client_ctx(TLS1_3_VERSION);
+    struct pair p;
+    pair_open(&p, t, cc, false);
+    ck_assert_int_eq(handshake(&p), 0);
+    enum { N = 5, SIZE = 4100 };
+    static unsigned char echo[N][SIZE + 8];     /* apart, as regions of a read buffer are */
+    struct iovec iov[N];
+    for (int i = 0; i < N; i++) {
+        memset(echo[i], 'A' + i, SIZE);
+        iov[i] = (struct iovec){echo[i], SIZE};
+    }
+    ck_assert_int_eq(wse_transport_tls.writev(p.sfd, iov, N), N * SIZE);
+    static unsigned char got[N * SIZE];
+    size_t k, total = 0;
+    ck_assert_int_eq(SSL_read_ex(p.c, got, sizeof got, &k), 1);
+    ck_assert_uint_eq(k, SSL3_RT_MAX_PLAIN_LENGTH);
+    total = k;
+    client_read(&p, got + total, sizeof got - total);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(memcmp(got + i * SIZE, echo[i], SIZE), 0);
+    pair_close(&p);
+    SSL_CTX_free(cc);
+    wse_tls_free(t);
+}
+END_TEST
+
 /* ---- tickets ----------------------------------------------------------- */
 
 /* A full handshake, a byte each way (the TLS 1.3 ticket comes after the
@@ -836,6 +1008,10 @@ int main(void)
     tcase_add_test(tc, close_notify_goes_before_the_fin);
     tcase_add_test(tc, a_write_after_the_peers_close_notify_fails);
     tcase_add_test(tc, proxy_header_then_tls);
+    tcase_add_test(tc, a_record_split_across_reads_waits_for_the_socket);
+    tcase_add_test(tc, several_records_in_one_segment_come_out_of_one_read);
+    tcase_add_test(tc, records_read_ahead_past_a_full_buffer_are_reported_pending);
+    tcase_add_test(tc, pipelined_echoes_share_full_records);
     tcase_add_test(tc, tickets_resume_across_contexts_and_one_rotation);
     tcase_add_test(tc, a_forked_worker_sees_later_rotations);
     tcase_add_test(tc, an_idle_session_keeps_no_record_buffers);
