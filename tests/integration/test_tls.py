@@ -443,9 +443,14 @@ def test_a_reload_moving_an_address_between_plain_and_tls_keeps_its_sockets():
             os.replace(conf + ".new", conf)
 
         def reload(generation):
+            """Until the old workers stop accepting (their "draining" line), a
+            new connection may still meet the old protocol."""
             mark = srv.mark()
             srv.signal(signal.SIGHUP)
             srv.wait_for_line(rf"generation {generation} serving", 20, start=mark)
+            first = srv.wait_for_line(r"\] draining \d+ connection", 20, start=mark)
+            srv.wait_for_line(r"\] draining \d+ connection", 20,
+                              start=srv.lines.index(first.string) + 1)
 
         write_conf(False)
         with Server("-c", conf, port=port, workers=None, cli_listen=False) as srv:
