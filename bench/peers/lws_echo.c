@@ -3,7 +3,14 @@
  * libwebsockets-dev): one context, one service thread, one protocol callback.
  *
  *   cc -O2 bench/peers/lws_echo.c -o build/peers/lws_echo $(pkg-config --cflags --libs libwebsockets)
- *   lws_echo PORT          (127.0.0.1:PORT, any path)
+ *   lws_echo PORT [deflate]   (127.0.0.1:PORT, any path)
+ *
+ * "deflate" (bench/deflate_compare.py) registers lws's own permessage-deflate
+ * extension (lws_extension_callback_pm_deflate, compiled into Debian's
+ * libwebsockets17) with its defaults: level 1, memLevel 8, inflating and
+ * deflating through 1 KiB buffers.  The server side takes the takeover
+ * parameters from the client's offer; without takeover lws ends and
+ * re-creates its zlib stream for every message.
  *
  * Every message goes back unchanged with its type.  lws hands a message to
  * the callback in pieces of at most rx_buffer_size bytes; each piece is
@@ -32,6 +39,13 @@ struct session {
     struct piece *head, *tail;
     size_t queued;
     int paused;
+};
+
+/* Only the name and callback matter to a server; the offer is a client's. */
+static const struct lws_extension deflate_extensions[] = {
+    {"permessage-deflate", lws_extension_callback_pm_deflate,
+     "permessage-deflate; client_max_window_bits"},
+    {NULL, NULL, NULL},
 };
 
 static volatile sig_atomic_t interrupted;
@@ -133,8 +147,8 @@ int main(int argc, char **argv)
     struct lws_context_creation_info info;
     char *end;
 
-    if (argc != 2) {
-        fprintf(stderr, "usage: lws_echo PORT\n");
+    if (argc < 2 || argc > 3 || (argc == 3 && strcmp(argv[2], "deflate") != 0)) {
+        fprintf(stderr, "usage: lws_echo PORT [deflate]\n");
         return 2;
     }
     long port = strtol(argv[1], &end, 10);
@@ -152,6 +166,8 @@ int main(int argc, char **argv)
     info.protocols = protocols;
     info.count_threads = 1;
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (argc == 3)
+        info.extensions = deflate_extensions;
     context = lws_create_context(&info);
     if (!context) {
         fprintf(stderr, "lws_echo: lws_create_context failed\n");
