@@ -390,7 +390,7 @@ def summary(results, servers, unsupported):
     for name in servers:
         for takeover in (False, True):
             if (name, takeover) in unsupported:
-                print(f"| {name} | {'on' if takeover else 'off'} | not supported " + "| " * 7 + "|")
+                print(f"| {name} | {'on' if takeover else 'off'} | not supported " + "| " * 6 + "|")
                 continue
             if (name, takeover, "idle") not in results:
                 continue
