@@ -19,7 +19,7 @@ interleaved so that load from elsewhere falls on every server, and prints
 median [min-max] per cell.
 
   bench/deflate_compare.py [--servers wsechod-plain,wsechod,node,python,
-                                     tornado,gorilla,lws]
+                                     tornado,gorilla,lws,lws-64k]
                            [--runs N] [--hold N] [--port-base P] [--quick | --scale F]
 Node's ws is looked up in bench/peers/node_ws/node_modules, then in
 tests/integration/node/node_modules (installed by make test).
@@ -222,6 +222,9 @@ SERVERS = {
                                   "deflate"], True),
     "lws": (lambda port, to: [os.path.join(ROOT, "build/peers/lws_echo"), str(port), "deflate"],
             True),
+    # lws with 64 KiB pmd buffers instead of its 1 KiB default: whole messages.
+    "lws-64k": (lambda port, to: [os.path.join(ROOT, "build/peers/lws_echo"), str(port),
+                                  "deflate-64k"], True),
 }
 
 # Cells a server cannot serve as asked: said so, not measured.
@@ -246,7 +249,7 @@ def build_peer(name):
                    GOFLAGS="", GOCACHE=os.path.join(out, "go-cache"))
         cmd = ["go", "build", "-o", os.path.join(out, "gorilla_echo"),
                os.path.join(HERE, "peers/gorilla_echo.go")]
-    elif name == "lws":
+    elif name in ("lws", "lws-64k"):
         flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libwebsockets"],
                                capture_output=True, text=True)
         if flags.returncode:
@@ -404,7 +407,7 @@ def summary(results, servers, unsupported):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--servers",
-                    default="wsechod-plain,wsechod,node,python,tornado,gorilla,lws")
+                    default="wsechod-plain,wsechod,node,python,tornado,gorilla,lws,lws-64k")
     ap.add_argument("--hold", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=1,
                     help="passes over the whole matrix, interleaved (median [min-max])")
