@@ -2,17 +2,25 @@
 """The permessage-deflate matrix (issue 12) until wsbench learns --deflate:
 server CPU per echoed message, bytes on the wire per echo, and heap per idle
 deflate connection, for wsechod (with and without deflate), Node's ws
-(perMessageDeflate, threshold 0) and Python websockets (compression on by
-default), with context takeover on and off.
+(perMessageDeflate, threshold 0), Python websockets (compression on by
+default), Tornado (get_compression_options), gorilla (EnableCompression) and
+libwebsockets (its permessage-deflate extension), with context takeover on
+and off.  The peers are bench/peers/*, built here as bench/compare.sh builds
+them (scripts/bench-deps.sh installs what they need); a cell a server cannot
+negotiate (gorilla with takeover, Tornado 6.2 without) is printed as not
+supported, and an answer that does not match the offer stops the run.
 
 The client is this script: raw sockets, its own zlib (level 6, 15 bits),
 pipelined 16 deep on one connection, every echo inflated and compared.  It
 is the bottleneck, which does not matter: the figures are the server's own
 CPU (utime + stime of its processes, /proc) divided by the messages, and the
-bytes the server sent.  One run each, so read them as a few percent.
+bytes the server sent.  --runs N passes over the whole matrix N times,
+interleaved so that load from elsewhere falls on every server, and prints
+median [min-max] per cell.
 
-  bench/deflate_compare.py [--servers wsechod,wsechod-plain,node,python]
-                           [--hold N] [--quick]
+  bench/deflate_compare.py [--servers wsechod-plain,wsechod,node,python,
+                                     tornado,gorilla,lws,lws-64k]
+                           [--runs N] [--hold N] [--port-base P] [--quick | --scale F]
 Node's ws is looked up in bench/peers/node_ws/node_modules, then in
 tests/integration/node/node_modules (installed by make test).
 """
@@ -203,9 +211,73 @@ SERVERS = {
                                          "--ping-interval", "0"], False),
     "node": (lambda port, to: ["node", os.path.join(HERE, "peers/node_ws/echo.js"), str(port),
                                "takeover" if to else "notakeover"], True),
-    "python": (lambda port, to: [sys.executable, "-c", PY_SERVER, str(port), "1" if to else "0"],
+    # Debian's interpreter, whose python3-websockets the tests install.
+    "python": (lambda port, to: ["/usr/bin/python3", "-c", PY_SERVER, str(port), "1" if to else "0"],
                True),
+    # Tornado and lws take takeover from the client's offer (no server switch).
+    "tornado": (lambda port, to: ["/usr/bin/python3", os.path.join(HERE, "peers/tornado_echo.py"),
+                                  "--deflate", str(port)], True),
+    "gorilla": (lambda port, to: ["env", "GOMAXPROCS=1",
+                                  os.path.join(ROOT, "build/peers/gorilla_echo"), str(port),
+                                  "deflate"], True),
+    "lws": (lambda port, to: [os.path.join(ROOT, "build/peers/lws_echo"), str(port), "deflate"],
+            True),
+    # lws with 64 KiB pmd buffers instead of its 1 KiB default: whole messages.
+    "lws-64k": (lambda port, to: [os.path.join(ROOT, "build/peers/lws_echo"), str(port),
+                                  "deflate-64k"], True),
 }
+
+# Cells a server cannot serve as asked: said so, not measured.
+UNSUPPORTED = {
+    ("gorilla", True): "gorilla/websocket supports no context takeover only "
+                       "(it always answers server_no_context_takeover; client_no_context_takeover)",
+    ("tornado", False): "Tornado 6.2 drops extension parameters without '=' "
+                        "(httputil._parse_header), so it never sees *_no_context_takeover "
+                        "and always answers with takeover",
+}
+
+
+def build_peer(name):
+    """Build the compiled peers as bench/compare.sh does (Debian's packages,
+    no module download).  Returns why it cannot run, or None."""
+    out = os.path.join(ROOT, "build/peers")
+    os.makedirs(out, exist_ok=True)
+    if name == "gorilla":
+        if not os.path.isdir("/usr/share/gocode/src/github.com/gorilla/websocket"):
+            return "golang-github-gorilla-websocket-dev is not installed (scripts/bench-deps.sh go)"
+        env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode", GOPROXY="off",
+                   GOFLAGS="", GOCACHE=os.path.join(out, "go-cache"))
+        cmd = ["go", "build", "-o", os.path.join(out, "gorilla_echo"),
+               os.path.join(HERE, "peers/gorilla_echo.go")]
+    elif name in ("lws", "lws-64k"):
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libwebsockets"],
+                               capture_output=True, text=True)
+        if flags.returncode:
+            return "libwebsockets-dev is not installed (scripts/bench-deps.sh lws)"
+        env = None
+        cmd = ["cc", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-D_GNU_SOURCE",
+               os.path.join(HERE, "peers/lws_echo.c"), "-o", os.path.join(out, "lws_echo")] + \
+            flags.stdout.split()
+    elif name == "node":
+        mods = [os.path.join(HERE, "peers/node_ws/node_modules/ws"),
+                os.path.join(ROOT, "tests/integration/node/node_modules/ws")]
+        ok = any(os.path.isdir(m) for m in mods)
+        return None if ok else "the ws package is not installed (scripts/bench-deps.sh node)"
+    elif name == "python":
+        ok = subprocess.run(["/usr/bin/python3", "-c", "import websockets"],
+                            capture_output=True).returncode == 0
+        return None if ok else "python3-websockets is not installed (scripts/deps.sh test)"
+    elif name == "tornado":
+        ok = subprocess.run(["/usr/bin/python3", "-c", "import tornado"],
+                            capture_output=True).returncode == 0
+        return None if ok else "python3-tornado is not installed (scripts/bench-deps.sh tornado)"
+    else:
+        return None
+    try:
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    except OSError as e:
+        return f"{cmd[0]}: {e.strerror} (scripts/bench-deps.sh)"
+    return None if r.returncode == 0 else f"did not build: {r.stderr.strip()[:300]}"
 
 PY_SERVER = r"""
 import asyncio, sys, websockets
@@ -225,7 +297,18 @@ asyncio.run(main())
 """
 
 
+def port_in_use(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def start(name, takeover, port):
+    # Another helper's server on this port would answer for ours: refuse.
+    if port_in_use(port):
+        raise RuntimeError(f"port {port} is already in use (--port-base)")
     argv, deflate = SERVERS[name]
     env = dict(os.environ)
     mods = [os.path.join(HERE, "peers/node_ws/node_modules"),
@@ -233,15 +316,25 @@ def start(name, takeover, port):
     env["NODE_PATH"] = ":".join(m for m in mods if os.path.isdir(m))
     p = subprocess.Popen(argv(port, takeover), env=env, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    while time.monotonic() < deadline and p.poll() is None:
+        if port_in_use(port):
             time.sleep(0.2)
             return p, deflate
-        except OSError:
-            time.sleep(0.05)
+        time.sleep(0.05)
     p.kill()
+    p.wait()
     raise RuntimeError(f"{name} did not start")
+
+
+def check_ext(name, takeover, deflate, ext):
+    """The negotiated extension must be what the cell is about."""
+    if not deflate:
+        return
+    if not ext:
+        raise RuntimeError(f"{name} did not accept permessage-deflate")
+    nct = "server_no_context_takeover" in ext and "client_no_context_takeover" in ext
+    if nct == takeover:
+        raise RuntimeError(f"{name} answered [{ext}] to an offer with takeover={takeover}")
 
 
 def hold(port, takeover, deflate, n):
@@ -249,48 +342,114 @@ def hold(port, takeover, deflate, n):
     return conns
 
 
+def measure(name, takeover, port, counts, n_hold, results):
+    """One run of one server and takeover setting: every message size, then
+    the idle heap.  Appends to results[(name, takeover, kind)]."""
+    p, deflate = start(name, takeover, port)
+    try:
+        for kind, count in counts.items():
+            run_echo(port, takeover, deflate, kind, max(50, count // 20))   # warm up
+            t0 = cpu_seconds(tree(p.pid))
+            ext, wire = run_echo(port, takeover, deflate, kind, count)
+            cpu = cpu_seconds(tree(p.pid)) - t0
+            check_ext(name, takeover, deflate, ext)
+            results.setdefault((name, takeover, kind), []).append((cpu * 1e6 / count, wire))
+            print(f"{name:14} takeover={takeover!s:5} {kind:8} "
+                  f"{cpu * 1e6 / count:8.1f} us/msg  {wire:9.1f} B/echo  [{ext}]", flush=True)
+        before = rss_anon_kib(tree(p.pid))
+        conns = hold(port, takeover, deflate, n_hold)
+        time.sleep(2)
+        after = rss_anon_kib(tree(p.pid))
+        per = (after - before) * 1024 / n_hold
+        print(f"{name:14} takeover={takeover!s:5} idle heap {per:8.0f} B/conn "
+              f"({n_hold} connections)", flush=True)
+        results.setdefault((name, takeover, "idle"), []).append((per, None))
+        for c in conns:
+            c.s.close()
+    finally:
+        pids = tree(p.pid)
+        p.terminate()
+        p.wait()
+        # wsechod's worker outlives its master by a moment; the next cell
+        # must not find this one's listener.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{q}") for q in pids):
+            time.sleep(0.05)
+
+
+def fmt(values):
+    """median [min-max] of a cell's runs."""
+    v = sorted(values)
+    med = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+    f = (lambda x: f"{x:,.1f}") if v[-1] < 100 else (lambda x: f"{x:,.0f}")
+    return f(med) if len(v) == 1 else f"{f(med)} [{f(v[0])}–{f(v[-1])}]"
+
+
+def summary(results, servers, unsupported):
+    kinds = ["json64", "text4k", "text64k"]
+    print("\n| server | takeover | " + " | ".join(f"{k} µs" for k in kinds) + " | "
+          + " | ".join(f"{k} B" for k in kinds) + " | idle heap B/conn |")
+    print("| --- " * 9 + "|")
+    for name in servers:
+        for takeover in (False, True):
+            if (name, takeover) in unsupported:
+                print(f"| {name} | {'on' if takeover else 'off'} | not supported " + "| " * 6 + "|")
+                continue
+            if (name, takeover, "idle") not in results:
+                continue
+            cpu = [fmt([r[0] for r in results[(name, takeover, k)]]) for k in kinds]
+            wire = [f"{results[(name, takeover, k)][0][1]:,.0f}" for k in kinds]
+            idle = fmt([r[0] for r in results[(name, takeover, "idle")]])
+            print(f"| {name} | {'on' if takeover else 'off'} | " + " | ".join(cpu + wire)
+                  + f" | {idle} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--servers", default="wsechod-plain,wsechod,node,python")
+    ap.add_argument("--servers",
+                    default="wsechod-plain,wsechod,node,python,tornado,gorilla,lws,lws-64k")
     ap.add_argument("--hold", type=int, default=1000)
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="passes over the whole matrix, interleaved (median [min-max])")
+    ap.add_argument("--port-base", type=int, default=18800)
+    ap.add_argument("--quick", action="store_true", help="a fifth of the messages")
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="messages per cell times this (the CPU clock ticks 10 ms: more "
+                         "messages resolve close cells)")
     a = ap.parse_args()
     counts = {"json64": 20000, "text4k": 5000, "text64k": 500}
     if a.quick:
-        counts = {k: v // 5 for k, v in counts.items()}
-    port = 18800
-    rows = []
+        a.scale /= 5
+    counts = {k: max(50, int(v * a.scale)) for k, v in counts.items()}
+    servers = []
     for name in a.servers.split(","):
-        for takeover in (False, True):
-            if name == "wsechod-plain" and takeover:
-                continue
-            port += 1
-            p, deflate = start(name, takeover, port)
-            try:
-                pids = tree(p.pid)
-                for kind, count in counts.items():
-                    run_echo(port, takeover, deflate, kind, max(50, count // 20))   # warm up
-                    t0 = cpu_seconds(tree(p.pid))
-                    ext, wire = run_echo(port, takeover, deflate, kind, count)
-                    cpu = cpu_seconds(tree(p.pid)) - t0
-                    rows.append((name, takeover, kind, cpu * 1e6 / count, wire, ext))
-                    print(f"{name:14} takeover={takeover!s:5} {kind:8} "
-                          f"{cpu * 1e6 / count:8.1f} us/msg  {wire:9.1f} B/echo  [{ext}]",
-                          flush=True)
-                pids = tree(p.pid)
-                before = rss_anon_kib(pids)
-                conns = hold(port, takeover, deflate, a.hold)
-                time.sleep(2)
-                after = rss_anon_kib(tree(p.pid))
-                per = (after - before) * 1024 / a.hold
-                print(f"{name:14} takeover={takeover!s:5} idle heap {per:8.0f} B/conn "
-                      f"({a.hold} connections)", flush=True)
-                rows.append((name, takeover, "idle", per, None, ""))
-                for c in conns:
-                    c.s.close()
-            finally:
-                p.terminate()
-                p.wait()
+        why = build_peer(name)
+        if why:
+            print(f"{name:14} not measured: {why}", flush=True)
+        else:
+            servers.append(name)
+    unsupported = {}
+    results = {}
+    for run in range(a.runs):
+        print(f"run {run + 1}/{a.runs}, load average {os.getloadavg()[0]:.2f}", flush=True)
+        port = a.port_base
+        for name in servers:
+            for takeover in (False, True):
+                if name == "wsechod-plain" and takeover:
+                    continue
+                if (name, takeover) in UNSUPPORTED:
+                    if run == 0:
+                        print(f"{name:14} takeover={takeover!s:5} not supported: "
+                              f"{UNSUPPORTED[(name, takeover)]}", flush=True)
+                    unsupported[(name, takeover)] = True
+                    continue
+                port += 1
+                try:
+                    measure(name, takeover, port, counts, a.hold, results)
+                except (RuntimeError, OSError) as e:
+                    print(f"{name:14} takeover={takeover!s:5} failed: {e}", flush=True)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+    summary(results, servers, unsupported)
     return 0
 
 

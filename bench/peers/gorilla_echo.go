@@ -4,8 +4,12 @@
 //
 //	GO111MODULE=off GOPATH=/usr/share/gocode go build -o build/peers/gorilla_echo bench/peers/gorilla_echo.go
 //
-// Usage: gorilla_echo PORT   (127.0.0.1:PORT, any path; run with GOMAXPROCS=1
-// when pinned to one core). Every message goes back unchanged, with its type.
+// Usage: gorilla_echo PORT [deflate]   (127.0.0.1:PORT, any path; run with
+// GOMAXPROCS=1 when pinned to one core). Every message goes back unchanged,
+// with its type. "deflate" (bench/deflate_compare.py) sets EnableCompression:
+// permessage-deflate is accepted and every echo compressed at gorilla's
+// default level (1). gorilla knows only no context takeover: it always
+// answers server_no_context_takeover; client_no_context_takeover.
 package main
 
 import (
@@ -42,10 +46,11 @@ func echo(w http.ResponseWriter, r *http.Request) {
 }
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: gorilla_echo PORT")
+	if len(os.Args) < 2 || len(os.Args) > 3 || (len(os.Args) == 3 && os.Args[2] != "deflate") {
+		fmt.Fprintln(os.Stderr, "usage: gorilla_echo PORT [deflate]")
 		os.Exit(2)
 	}
+	upgrader.EnableCompression = len(os.Args) == 3
 	port, err := strconv.Atoi(os.Args[1])
 	if err != nil || port < 1 || port > 65535 {
 		fmt.Fprintln(os.Stderr, "gorilla_echo: bad port")

@@ -3,7 +3,16 @@
  * libwebsockets-dev): one context, one service thread, one protocol callback.
  *
  *   cc -O2 bench/peers/lws_echo.c -o build/peers/lws_echo $(pkg-config --cflags --libs libwebsockets)
- *   lws_echo PORT          (127.0.0.1:PORT, any path)
+ *   lws_echo PORT [deflate|deflate-64k]   (127.0.0.1:PORT, any path)
+ *
+ * "deflate" (bench/deflate_compare.py) registers lws's own permessage-deflate
+ * extension (lws_extension_callback_pm_deflate, compiled into Debian's
+ * libwebsockets17) with its defaults: level 1, memLevel 8, inflating and
+ * deflating through 1 KiB buffers.  "deflate-64k" raises those buffers to
+ * 64 KiB (rx_buf_size and tx_buf_size 16, set per connection; lws caps them
+ * at the protocol's rx buffer), lws tuned for whole messages.  The server
+ * side takes the takeover parameters from the client's offer; without
+ * takeover lws ends and re-creates its zlib stream for every message.
  *
  * Every message goes back unchanged with its type.  lws hands a message to
  * the callback in pieces of at most rx_buffer_size bytes; each piece is
@@ -34,8 +43,16 @@ struct session {
     int paused;
 };
 
+/* Only the name and callback matter to a server; the offer is a client's. */
+static const struct lws_extension deflate_extensions[] = {
+    {"permessage-deflate", lws_extension_callback_pm_deflate,
+     "permessage-deflate; client_max_window_bits"},
+    {NULL, NULL, NULL},
+};
+
 static volatile sig_atomic_t interrupted;
 static struct lws_context *context;
+static int big_deflate_buffers;
 
 static void on_signal(int sig)
 {
@@ -64,6 +81,11 @@ static int callback_echo(struct lws *wsi, enum lws_callback_reasons reason, void
     switch (reason) {
     case LWS_CALLBACK_ESTABLISHED:
         memset(s, 0, sizeof *s);
+        /* Before the first message: lws allocates its pmd buffers then. */
+        if (big_deflate_buffers) {
+            lws_set_extension_option(wsi, "permessage-deflate", "rx_buf_size", "16");
+            lws_set_extension_option(wsi, "permessage-deflate", "tx_buf_size", "16");
+        }
         break;
 
     case LWS_CALLBACK_RECEIVE: {
@@ -133,10 +155,12 @@ int main(int argc, char **argv)
     struct lws_context_creation_info info;
     char *end;
 
-    if (argc != 2) {
-        fprintf(stderr, "usage: lws_echo PORT\n");
+    if (argc < 2 || argc > 3 ||
+        (argc == 3 && strcmp(argv[2], "deflate") != 0 && strcmp(argv[2], "deflate-64k") != 0)) {
+        fprintf(stderr, "usage: lws_echo PORT [deflate|deflate-64k]\n");
         return 2;
     }
+    big_deflate_buffers = argc == 3 && strcmp(argv[2], "deflate-64k") == 0;
     long port = strtol(argv[1], &end, 10);
     if (*argv[1] == '\0' || *end || port < 1 || port > 65535) {
         fprintf(stderr, "lws_echo: bad port '%s'\n", argv[1]);
@@ -152,6 +176,8 @@ int main(int argc, char **argv)
     info.protocols = protocols;
     info.count_threads = 1;
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (argc == 3)
+        info.extensions = deflate_extensions;
     context = lws_create_context(&info);
     if (!context) {
         fprintf(stderr, "lws_echo: lws_create_context failed\n");

@@ -1,11 +1,16 @@
 #!/usr/bin/python3
 """Tornado WebSocket echo peer for bench/compare.sh (Debian python3-tornado).
 
-    /usr/bin/python3 tornado_echo.py [--prefix] PORT
+    /usr/bin/python3 tornado_echo.py [--prefix] [--deflate] PORT
 
 --prefix: the handler of Tornado's WebSocket tutorial, as written there: every
 message comes back as "You said: " + message.  Without it: a pure echo, binary
-messages echoed as binary, text as text.  One process, one IOLoop, listening on
+messages echoed as binary, text as text.
+--deflate (bench/deflate_compare.py): get_compression_options returns
+Tornado's defaults written out (level 6, memLevel 8), which accepts
+permessage-deflate and compresses every message.  Tornado has no server
+setting for context takeover: it echoes the client's offer, keeping its zlib
+streams across messages unless the offer says *_no_context_takeover.  One process, one IOLoop, listening on
 127.0.0.1:PORT at /websocket (and at /).
 """
 import argparse
@@ -43,13 +48,25 @@ class PureEchoWebSocket(tornado.websocket.WebSocketHandler):
         return True
 
 
+class DeflateEchoWebSocket(PureEchoWebSocket):
+    """The pure echo with permessage-deflate accepted."""
+
+    def get_compression_options(self):
+        return {"compression_level": 6, "mem_level": 8}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prefix", action="store_true",
                     help='reply "You said: " + message (the tutorial)')
+    ap.add_argument("--deflate", action="store_true",
+                    help="accept permessage-deflate (level 6, memLevel 8)")
     ap.add_argument("port", type=int)
     args = ap.parse_args()
-    handler = EchoWebSocket if args.prefix else PureEchoWebSocket
+    if args.prefix and args.deflate:
+        ap.error("--prefix and --deflate are separate peers")
+    handler = EchoWebSocket if args.prefix else \
+        DeflateEchoWebSocket if args.deflate else PureEchoWebSocket
     app = tornado.web.Application([(r"/websocket", handler), (r"/", handler)])
 
     async def serve():
