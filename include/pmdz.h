@@ -44,7 +44,9 @@
  *   piece that is not the last).
  * Every piece is compressed with Z_SYNC_FLUSH, so all its output leaves
  * with it (the echo streams); the message's last chunk drops the trailing
- * 00 00 ff ff (7.2.1).  An empty last piece after a flushed one is the
+ * 00 00 ff ff (7.2.1).  With takeover, a piece that would carry the stream
+ * past zlib's 2 x window buffer starts it afresh instead (see
+ * wse_deflate_input()): the receiver keeps its window either way.  An empty last piece after a flushed one is the
  * single byte 0x00, the empty stored block's header whose LEN/NLEN the
  * receiver appends.
  */
@@ -133,6 +135,8 @@ struct wse_deflate {
     bool empty_last;    /* ... and is empty: the 0x00 alone */
     uint8_t held;       /* bytes of carry (the possible tail, held back) */
     uint8_t carry[4];
+    uint8_t bits;       /* the window zlib runs (9..15) */
+    uint32_t fed;       /* takeover: bytes given since the stream's last reset */
 };
 
 /*

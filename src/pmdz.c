@@ -227,10 +227,48 @@ int wse_deflate_init(struct wse_deflate *d, void *mem, size_t cap, unsigned bits
     if (bits < 8 || bits > 15 || mem_level < 1 || mem_level > 9 || level < 0 || level > 9)
         return WSE_FAIL;
     d->takeover = takeover;
+    d->bits = (uint8_t)zlib_bits(bits);
     arena_init(&d->arena, &d->zs, mem, cap);
     int rc = deflateInit2(&d->zs, level, Z_DEFLATED, -(int)zlib_bits(bits), (int)mem_level,
                           Z_DEFAULT_STRATEGY);
     return rc == Z_OK ? WSE_OK : WSE_FAIL;
+}
+
+/*
+ * zlib keeps 2 x window bytes of input; once its position passes 2 x window
+ * less MIN_LOOKAHEAD (262) it slides: it moves the upper half down and
+ * rewrites every hash head and chain link, O(window + hash) whatever the
+ * piece's size (about 20% of a takeover echo's CPU at 4 KiB and 64 KiB,
+ * bench/README.md).  Bytes a stream may take since its reset without sliding
+ * (a margin below zlib's own bound).
+ */
+static uint32_t slide_free(const struct wse_deflate *d)
+{
+    return (2u << d->bits) - 2 * 262u;
+}
+
+/*
+ * The history a restarted takeover stream keeps: the most recent bytes,
+ * where a chatty stream's repeats mostly are.  Given back by
+ * deflateSetDictionary(), which hashes every byte (about 12 instructions a
+ * byte, a tenth of a slide's cost per byte of input it saves).
+ */
+#define KEEP 4096u
+
+/* Restarts a takeover stream with its last KEEP bytes as the dictionary
+ * (all of it in its raw window, of which the receiver has the same). */
+static void deflate_restart(struct wse_deflate *d)
+{
+    static uint8_t history[1u << 15];      /* a worker is single-threaded */
+    uInt len = 0;
+
+    if (deflateGetDictionary(&d->zs, history, &len) != Z_OK || len > sizeof history)
+        len = 0;
+    deflateReset(&d->zs);
+    uInt k = len < KEEP ? len : KEEP;
+    d->fed = 0;
+    if (k && deflateSetDictionary(&d->zs, history + len - k, k) == Z_OK)
+        d->fed = k;
 }
 
 void wse_deflate_input(struct wse_deflate *d, const uint8_t *p, size_t n, bool last)
@@ -239,10 +277,18 @@ void wse_deflate_input(struct wse_deflate *d, const uint8_t *p, size_t n, bool l
      * Without takeover the stream starts afresh at every piece: each piece
      * is flushed whole before the next call with other input, so one stream
      * serves a worker's connections by turns (the client's inflater sees
-     * blocks that simply refer to nothing earlier).
+     * blocks that simply refer to nothing earlier).  With takeover it starts
+     * afresh, the same way, where it would otherwise slide (above): the
+     * reset clears the hash heads (a memset), the slide would have walked
+     * them and the chains; the echo loses the history before the reset,
+     * which the client's window still holds and nothing refers to, but
+     * its last KEEP bytes.
      */
     if (!d->takeover)
         deflateReset(&d->zs);
+    else if (n && d->fed + n > slide_free(d))
+        deflate_restart(d);
+    d->fed = n < UINT32_MAX - d->fed ? d->fed + (uint32_t)n : UINT32_MAX;
     d->zs.next_in = (Bytef *)(uintptr_t)p;
     d->zs.avail_in = (uInt)n;
     d->last = last;

@@ -623,6 +623,49 @@ START_TEST(test_deflate_takeover)
 }
 END_TEST
 
+/*
+ * Takeover past zlib's 2 x window buffer: the stream restarts where zlib
+ * would slide, keeping its most recent bytes as the dictionary.  Every
+ * message decodes with one plain receiver kept throughout, and a repeat
+ * right after a restart still refers to the copy before it.
+ */
+START_TEST(test_deflate_takeover_restart)
+{
+    static uint8_t out[8192], back[8192];
+    uint8_t *other = sample(3000, 7, true), *rep = sample(1000, 8, true);
+    struct def f;
+    z_stream z = { 0 };
+    unsigned restarts = 0;
+    size_t first = 0;
+
+    def_open(&f, 15, 8, true);
+    ck_assert_int_eq(inflateInit2(&z, -15), Z_OK);
+    for (int i = 0; i < 120; i++) {
+        /* a fresh 3000 bytes (new input), then the repeated 1000 */
+        const uint8_t *msg = i % 2 ? rep : other;
+        size_t len = i % 2 ? 1000 : 3000;
+        if (!(i % 2))
+            other[0] = (uint8_t)('a' + i % 26), other[1500] = (uint8_t)('A' + i % 26);
+        uint32_t before = f.d.fed;
+        size_t n = deflate_msg(&f.d, msg, len, len, 4096, out, sizeof out);
+        if (f.d.fed < before)
+            restarts++;
+        ck_assert_uint_eq(plain_inflate(&z, out, n, back, sizeof back), len);
+        ck_assert(memcmp(back, msg, len) == 0);
+        if (i == 1)
+            first = n;
+        else if (i % 2)
+            ck_assert_msg(n < 40, "message %d: %zu bytes, the repeat is not referred to", i, n);
+    }
+    ck_assert_uint_gt(first, 0);
+    ck_assert_uint_ge(restarts, 3);     /* 240 KB through a 64 KiB buffer */
+    inflateEnd(&z);
+    def_close(&f);
+    free(other);
+    free(rep);
+}
+END_TEST
+
 /* ---- memory ---- */
 
 /* zlib's own requests, against the formula of pmdz.h. */
@@ -703,6 +746,7 @@ static Suite *pmdz_suite(void)
     tcase_add_test(tc, test_deflate_round_trip);
     tcase_add_test(tc, test_deflate_empty);
     tcase_add_test(tc, test_deflate_takeover);
+    tcase_add_test(tc, test_deflate_takeover_restart);
     suite_add_tcase(s, tc);
     tc = tcase_create("memory");
     tcase_add_test(tc, test_memory_measured);
