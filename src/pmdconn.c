@@ -736,8 +736,8 @@ unsigned wse_pmdconn_data(struct wse_pmdconn *pc, struct wse_batch *b,
     memset(n, 0, sizeof *n);
     if (ev->first) {
         pc->started = false;
-        /* A prefix (--echo-prefix, set by a reload too) changes what the
-         * client's decompressor sees: no more pass-through. */
+        /* A prefix (--echo-prefix) changes what the client's decompressor
+         * sees: no pass-through (negotiation does not know the prefix). */
         if (pc->passing && prefix_len) {
             unsigned code = leave_pass(pc);
             if (code)
