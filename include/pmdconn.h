@@ -94,6 +94,7 @@ struct wse_pmdconn_counts {
     uint64_t sent;              /* payload bytes of the frames added (compressed or not) */
     uint32_t frames;            /* frames added */
     bool whole;                 /* inflated whole by libdeflate (no stream lent) */
+    bool passed;                /* echoed as received (pass-through) */
 };
 
 /*
@@ -118,6 +119,20 @@ struct wse_pmdconn_counts {
 unsigned wse_pmdconn_data(struct wse_pmdconn *pc, struct wse_batch *b,
                           const struct wse_event *ev, const char *prefix, size_t prefix_len,
                           const struct wse_pmdconn_io *io, struct wse_pmdconn_counts *n);
+
+/*
+ * Pass-through (ARCHITECTURE.md): with context takeover both ways and the
+ * client's window within the server's (W_c <= W_s, each 15 when left out
+ * of the answer), the echo of a compressed message is the client's own
+ * compressed bytes, once inflated and checked; no deflate stream is made.
+ * A connection leaves it for good (its own deflate stream, given the
+ * inflater's window) after a message with a BFINAL block, or at a message
+ * with a prefix (--echo-prefix).  wse_pmdconn_passes(): does the answer
+ * allow it; wse_pmdconn_passing(): is pc in it now.
+ */
+struct wse_pmd_agreed;
+bool wse_pmdconn_passes(const struct wse_pmd_agreed *a);
+bool wse_pmdconn_passing(const struct wse_pmdconn *pc);
 
 /* A piece is paused (NULL: no). */
 bool wse_pmdconn_parked(const struct wse_pmdconn *pc);

@@ -126,6 +126,13 @@ void wse_inflate_input(struct wse_inflate *in, const uint8_t *p, size_t n, bool 
  */
 int wse_inflate_next(struct wse_inflate *in, uint8_t *out, size_t cap, size_t *n);
 
+/*
+ * The stream's window (the most recent inflated bytes, at most 2^bits) into
+ * out[0..cap), cap >= 2^bits, between calls: its length (0 on failure or
+ * before any output).  Still the window after a BFINAL block (7.2.3.4).
+ */
+size_t wse_inflate_window(struct wse_inflate *in, uint8_t *out, size_t cap);
+
 struct wse_deflate {
     z_stream zs;
     struct wse_arena arena;
@@ -160,6 +167,14 @@ void wse_deflate_input(struct wse_deflate *d, const uint8_t *p, size_t n, bool l
  * zlib failed (a bug: close with 1011).
  */
 int wse_deflate_next(struct wse_deflate *d, uint8_t *out, size_t cap, size_t *n, bool *fin);
+
+/*
+ * Gives a takeover stream that is between messages (fresh, or its last
+ * message flushed out) dict[0..n) as the history the receiver's window
+ * already holds: its last 4 KiB (the restart's KEEP), so later echoes may
+ * refer to it.  WSE_OK, or WSE_FAIL (no takeover, busy, or zlib refused).
+ */
+int wse_deflate_prime(struct wse_deflate *d, const uint8_t *dict, size_t n);
 
 /*
  * Whole messages (libdeflate): no context takeover, the message held whole.

@@ -64,6 +64,7 @@ struct wse_pmdconn {
     bool in_owned : 1;          /* client takeover (or the Safari guard) */
     bool out_owned : 1;         /* server takeover */
     bool started : 1;           /* the echo's first frame went out */
+    bool passing : 1;           /* echoes are the client's own bytes (see pass()) */
 };
 _Static_assert(sizeof(struct wse_pmdconn) <= 24, "a malloc chunk of 32 bytes");
 
@@ -300,6 +301,22 @@ bool wse_pmdconn_ua_ignores_nct(const char *ua, size_t len)
     return has(ua, len, "AppleWebKit/") && has_token_15x(ua, len, " OS ", '_');
 }
 
+/*
+ * The client's compressor window W_c (15 when client_max_window_bits is
+ * left out; 8 counts as 9, which zlib deflates with) within what its
+ * decompressor takes from us, W_s (server_max_window_bits, 15 when left
+ * out), and takeover both ways: ARCHITECTURE.md, "Pass-through echo".
+ */
+bool wse_pmdconn_passes(const struct wse_pmd_agreed *a)
+{
+    unsigned w_c = a->client_bits ? a->client_bits : WSE_PMD_BITS_MAX;
+    unsigned w_s = a->server_bits ? a->server_bits : WSE_PMD_BITS_MAX;
+
+    if (w_c < WSE_PMD_ZLIB_BITS_MIN)
+        w_c = WSE_PMD_ZLIB_BITS_MIN;
+    return !a->server_nct && !a->client_nct && w_c <= w_s;
+}
+
 struct wse_pmdconn *wse_pmdconn_negotiate(const struct wse_http_req *req, const char *buf,
                                           char *hdr, size_t *hdr_len, const char **why)
 {
@@ -332,6 +349,7 @@ struct wse_pmdconn *wse_pmdconn_negotiate(const struct wse_http_req *req, const 
     pc->inflate_bits = (guard ? WSE_PMD_BITS_MAX : a.inflate_bits) & 15;
     pc->out_owned = !a.server_nct;
     pc->in_owned = !a.client_nct || guard;
+    pc->passing = wse_pmdconn_passes(&a);
     *hdr_len = wse_pmd_response(hdr, WSE_PMD_RESPONSE_MAX, &a);
     if (!*hdr_len) {
         free(pc);
@@ -633,6 +651,82 @@ static unsigned whole(struct run *r, const struct wse_event *ev, const char *pre
     return whole_out(r, P.whole_out, pre + got);
 }
 
+/*
+ * Leaves pass-through for good, at a message boundary: from now on echoes
+ * are compressed by the connection's own stream, made now (a pass-through
+ * connection has none) and given the inflater's window as its history,
+ * which is the history the client's decompressor holds for our stream
+ * (ARCHITECTURE.md), so the echoes may refer to it.
+ */
+static unsigned leave_pass(struct wse_pmdconn *pc)
+{
+    pc->passing = false;
+    struct wse_deflate *d = deflater(pc);
+    if (!d)
+        return WSE_CLOSE_INTERNAL;
+    if (!pc->in)
+        return 0;               /* no message yet: no history */
+    size_t len = wse_inflate_window(&pc->in->in, P.buf[1], OUT_CAP + WSE_STR_MAX);
+    return len && wse_deflate_prime(d, P.buf[1], len) != WSE_OK ? WSE_CLOSE_INTERNAL : 0;
+}
+
+/* The piece p[0..n) as received, as the echo's next frame (header in
+ * scratch, payload where it was read, as the plain echo's). */
+static unsigned raw_out(struct run *r, uint8_t *p, size_t n)
+{
+    if (!n && !r->last)
+        return 0;               /* nothing to say yet */
+    uint8_t *s = room(r, WSE_SERVER_HDR_MAX);
+
+    if (!s)
+        return WSE_PMDCONN_DEAD;
+    size_t hl = wse_frame_write_header(s, r->last, r->pc->started ? WSE_OP_CONT : r->opcode, n);
+    if (!r->pc->started)
+        s[0] |= WSE_RSV1;
+    r->pc->started = true;
+    wse_batch_unscratch(r->b, WSE_SERVER_HDR_MAX - hl);
+    wse_batch_add(r->b, s, hl, false);      /* scratch reserved its iovecs */
+    if (n)
+        wse_batch_add(r->b, p, n, true);
+    r->n->sent += n;
+    r->n->frames++;
+    return 0;
+}
+
+/*
+ * Pass-through: the piece is inflated as on the other path (UTF-8, the
+ * inflated limit, corrupt data: same codes), the output only checked, and
+ * once the piece passed, its compressed bytes go back as they came.  A
+ * message that ended its DEFLATE stream with BFINAL (7.2.3.4) goes back so
+ * too (the client's decompressor then sees its own compressor's stream),
+ * and the connection leaves pass-through after it: what a client does
+ * across a BFINAL is the one thing the proof does not cover.
+ */
+static unsigned pass(struct run *r, const struct wse_event *ev)
+{
+    struct wse_pmdconn *pc = r->pc;
+    bool text = r->opcode == WSE_OP_TEXT;
+
+    for (;;) {
+        size_t n;
+        int rc = wse_inflate_next(&pc->in->in, P.buf[0], OUT_CAP, &n);
+        if (rc == WSE_AGAIN)
+            break;
+        if (rc != WSE_OK)
+            return inflate_fail(pc);
+        if (text && wse_utf8_feed(&pc->utf8, P.buf[0], n, NULL) != WSE_OK)
+            return WSE_CLOSE_BAD_DATA;
+        r->n->inflated += n;
+    }
+    if (r->last && text && wse_utf8_end(&pc->utf8) != WSE_OK)
+        return WSE_CLOSE_BAD_DATA;
+    r->n->passed = true;
+    unsigned code = raw_out(r, ev->data, ev->len);
+    if (!code && r->last && pc->in->in.ended)
+        code = leave_pass(pc);
+    return code;
+}
+
 unsigned wse_pmdconn_data(struct wse_pmdconn *pc, struct wse_batch *b,
                           const struct wse_event *ev, const char *prefix, size_t prefix_len,
                           const struct wse_pmdconn_io *io, struct wse_pmdconn_counts *n)
@@ -642,6 +736,13 @@ unsigned wse_pmdconn_data(struct wse_pmdconn *pc, struct wse_batch *b,
     memset(n, 0, sizeof *n);
     if (ev->first) {
         pc->started = false;
+        /* A prefix (--echo-prefix) changes what the client's decompressor
+         * sees: no pass-through (negotiation does not know the prefix). */
+        if (pc->passing && prefix_len) {
+            unsigned code = leave_pass(pc);
+            if (code)
+                return code;
+        }
         bool taken;
         unsigned code = whole(&r, ev, prefix, prefix_len, &taken);
         if (taken)
@@ -663,7 +764,12 @@ unsigned wse_pmdconn_data(struct wse_pmdconn *pc, struct wse_batch *b,
     if (!pc->in || pc->in->parked)
         return WSE_CLOSE_INTERNAL;      /* the caller broke the protocol: cannot happen */
     wse_inflate_input(&pc->in->in, ev->data, ev->len, ev->first, ev->last);
-    return drive(&r);
+    return pc->passing ? pass(&r, ev) : drive(&r);
+}
+
+bool wse_pmdconn_passing(const struct wse_pmdconn *pc)
+{
+    return pc && pc->passing;
 }
 
 bool wse_pmdconn_parked(const struct wse_pmdconn *pc)

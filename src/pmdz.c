@@ -146,6 +146,15 @@ static int inflate_restore(struct wse_inflate *in, uint8_t *out, size_t cap)
     return WSE_OK;
 }
 
+size_t wse_inflate_window(struct wse_inflate *in, uint8_t *out, size_t cap)
+{
+    uInt len = 0;
+
+    if (cap < ((size_t)1 << in->bits) || inflateGetDictionary(&in->zs, out, &len) != Z_OK)
+        return 0;
+    return len;
+}
+
 /*
  * The piece is used up.  At the message's end the stream must stand at a
  * block boundary, after the empty stored block the appended tail completed:
@@ -269,6 +278,18 @@ static void deflate_restart(struct wse_deflate *d)
     d->fed = 0;
     if (k && deflateSetDictionary(&d->zs, history + len - k, k) == Z_OK)
         d->fed = k;
+}
+
+int wse_deflate_prime(struct wse_deflate *d, const uint8_t *dict, size_t n)
+{
+    uInt k = n < KEEP ? (uInt)n : KEEP;
+
+    if (d->busy || !d->takeover)
+        return WSE_FAIL;
+    if (k && deflateSetDictionary(&d->zs, dict + n - k, k) != Z_OK)
+        return WSE_FAIL;
+    d->fed = d->fed + k < UINT32_MAX ? d->fed + k : UINT32_MAX;
+    return WSE_OK;
 }
 
 void wse_deflate_input(struct wse_deflate *d, const uint8_t *p, size_t n, bool last)

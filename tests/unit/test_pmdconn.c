@@ -8,6 +8,7 @@
  * close codes, and the Safari user-agent rule.
  */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -679,6 +680,333 @@ START_TEST(whole_echo_compressor_by_case)
 }
 END_TEST
 
+/* ---- pass-through (ARCHITECTURE.md) ---- */
+
+/*
+ * A takeover client: its compressor keeps its window (W_c bits; 8 runs as
+ * 9, as zlib must) from message to message, and its decompressor inflates
+ * our echoes with the window it was promised (W_s), keeping it across a
+ * BFINAL block (RFC 7692 7.2.2: the window "used to process the last
+ * compressed message").
+ */
+static z_stream cdef, cinf;
+
+static void tk_client_open(unsigned w_c, unsigned w_s)
+{
+    deflateEnd(&cdef);
+    inflateEnd(&cinf);
+    memset(&cdef, 0, sizeof cdef);
+    memset(&cinf, 0, sizeof cinf);
+    int wb = w_c < 9 ? 9 : (int)w_c;
+    ck_assert_int_eq(deflateInit2(&cdef, 6, Z_DEFLATED, -wb, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    ck_assert_int_eq(inflateInit2(&cinf, -(int)w_s), Z_OK);
+}
+
+/* Compresses msg[0..n) into comp as the client's next message; bfinal:
+ * with Z_FINISH (7.2.3.4), after which the stream restarts on its window. */
+static size_t tk_client_deflate(size_t n, bool bfinal)
+{
+    cdef.next_in = msg;
+    cdef.avail_in = (uInt)n;
+    cdef.next_out = comp;
+    cdef.avail_out = sizeof comp;
+    int rc = deflate(&cdef, bfinal ? Z_FINISH : Z_SYNC_FLUSH);
+    size_t len = sizeof comp - cdef.avail_out;
+    if (bfinal) {
+        static uint8_t dict[1 << 15];
+        uInt dl = 0;
+        ck_assert_int_eq(rc, Z_STREAM_END);
+        ck_assert_int_eq(deflateGetDictionary(&cdef, dict, &dl), Z_OK);
+        ck_assert_int_eq(deflateReset(&cdef), Z_OK);
+        if (dl)
+            ck_assert_int_eq(deflateSetDictionary(&cdef, dict, dl), Z_OK);
+        return len;
+    }
+    if (rc == Z_BUF_ERROR && n == 0)
+        return 0;           /* nothing to flush: the empty message is empty */
+    ck_assert_int_eq(rc, Z_OK);
+    ck_assert_uint_ge(len, 4);
+    ck_assert_mem_eq(comp + len - 4, "\x00\x00\xff\xff", 4);
+    return len - 4;
+}
+
+/* Inflates the echo in wire[] with the client's decompressor; its length. */
+static size_t tk_client_receive(unsigned opcode)
+{
+    static uint8_t payload[1 << 22];
+    size_t pos = 0, plen = 0;
+    bool fin = false, first = true, compressed = false;
+
+    while (!fin) {
+        ck_assert_uint_le(pos + 2, wire_len);
+        uint8_t b0 = wire[pos], b1 = wire[pos + 1];
+        uint64_t n = b1 & 0x7F;
+        size_t h = 2;
+        if (n == 126) {
+            n = (uint64_t)wire[pos + 2] << 8 | wire[pos + 3];
+            h = 4;
+        } else if (n == 127) {
+            n = 0;
+            for (int i = 0; i < 8; i++)
+                n = n << 8 | wire[pos + 2 + i];
+            h = 10;
+        }
+        ck_assert_uint_eq(b0 & 0x0F, first ? opcode : WSE_OP_CONT);
+        if (first)
+            compressed = (b0 & WSE_RSV1) != 0;
+        else
+            ck_assert_uint_eq(b0 & 0x70, 0);
+        memcpy(payload + plen, wire + pos + h, n);
+        plen += n;
+        pos += h + n;
+        fin = b0 & 0x80;
+        first = false;
+    }
+    ck_assert_uint_eq(pos, wire_len);
+    if (!compressed) {          /* below --deflate-min-size, recompressing */
+        memcpy(back, payload, plen);
+        return plen;
+    }
+    memcpy(payload + plen, "\x00\x00\xff\xff", 4);
+    cinf.next_in = payload;
+    cinf.avail_in = (uInt)(plen + 4);
+    cinf.next_out = back;
+    cinf.avail_out = sizeof back;
+    int rc = inflate(&cinf, Z_SYNC_FLUSH);
+    ck_assert_msg(rc == Z_OK || rc == Z_BUF_ERROR || rc == Z_STREAM_END, "client inflate: %d %s",
+                  rc, cinf.msg ? cinf.msg : "");
+    size_t got = sizeof back - cinf.avail_out;
+    if (rc == Z_STREAM_END) {
+        /* BFINAL: the rest is ignored, the window kept for the next. */
+        static uint8_t dict[1 << 15];
+        uInt dl = 0;
+        ck_assert_int_eq(inflateGetDictionary(&cinf, dict, &dl), Z_OK);
+        ck_assert_int_eq(inflateReset(&cinf), Z_OK);
+        if (dl)
+            ck_assert_int_eq(inflateSetDictionary(&cinf, dict, dl), Z_OK);
+    } else {
+        ck_assert_uint_eq(cinf.avail_in, 0);
+    }
+    return got;
+}
+
+static uint64_t tk_max = 1 << 22;
+
+static struct wse_pmdconn *tk_open(const char *offer, unsigned window_bits)
+{
+    static char buf[256];
+    struct wse_http_req req;
+    struct wse_pmdconn_cfg cfg = {
+        .enabled = true, .window_bits = (uint8_t)window_bits, .mem_level = 8, .level = 1,
+        .server_takeover = true, .client_takeover = true, .safari_guard = true,
+        .min_size = 64, .max_message = tk_max, .max_inflating = inflating_cap,
+    };
+    char hdr[WSE_PMD_RESPONSE_MAX];
+    size_t hdr_len, ol = strlen(offer);
+
+    ck_assert_int_eq(wse_pmdconn_setup(&cfg), WSE_OK);
+    memset(&req, 0, sizeof req);
+    memcpy(buf, offer, ol);
+    req.extensions[0] = (struct wse_span){ 0, (uint32_t)ol };
+    req.n_extensions = 1;
+    struct wse_pmdconn *pc = wse_pmdconn_negotiate(&req, buf, hdr, &hdr_len, NULL);
+    ck_assert_ptr_nonnull(pc);
+    return pc;
+}
+
+/* Sends msg[0..n) compressed (in pieces of `piece`), checks the echo;
+ * returns whether it was passed through. */
+static bool tk_echo(struct wse_pmdconn *pc, unsigned opcode, size_t n, size_t piece, bool bfinal,
+                    const char *prefix)
+{
+    size_t cn = tk_client_deflate(n, bfinal), pos = 0, plen = prefix ? strlen(prefix) : 0;
+    bool passed = false;
+
+    wire_len = 0;
+    wse_batch_reset(&batch);
+    do {
+        size_t k = piece && piece < cn - pos ? piece : cn - pos;
+        struct wse_event ev = {
+            .kind = WSE_EV_DATA, .opcode = (uint8_t)opcode, .first = pos == 0,
+            .last = pos + k == cn, .frame_start = pos == 0, .compressed = true,
+            .data = comp + pos, .len = k,
+        };
+        struct wse_pmdconn_counts counts;
+        ck_assert_uint_eq(wse_pmdconn_data(pc, &batch, &ev, prefix, plen, &io, &counts), 0);
+        passed |= counts.passed;
+        take_batch();
+        pos += k;
+    } while (pos < cn);
+    size_t got = tk_client_receive(opcode);
+    ck_assert_uint_eq(got, plen + n);
+    ck_assert_mem_eq(back, prefix ? prefix : "", plen);
+    ck_assert_mem_eq(back + plen, msg, n);
+    return passed;
+}
+
+/* Text that does not repeat by itself, so a repeat of it is a reference. */
+static void fill_random(size_t n, unsigned seed)
+{
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        msg[i] = (uint8_t)('a' + (x >> 16) % 26);
+    }
+}
+
+/*
+ * Every (W_c, W_s) pair, each side offered: messages of 0 B to 100 KiB,
+ * text and binary, whole and in pieces, one repeated at a distance just
+ * past the server's window (so a client window larger than W_s, passed
+ * through, would refer where the client's decompressor cannot), then a
+ * BFINAL message, after which the connection recompresses for good on the
+ * inflater's window (the repeats after it refer to the history before).
+ */
+START_TEST(pass_through_every_window_pair)
+{
+    static const size_t sizes[] = {0, 1, 64, 4096, 100 * 1024};
+    char offer[128];
+
+    over_every = 0;
+    for (unsigned w_c = 8; w_c <= 15; w_c++) {
+        for (unsigned w_s = 9; w_s <= 15; w_s++) {
+            snprintf(offer, sizeof offer,
+                     "permessage-deflate; client_max_window_bits=%u; server_max_window_bits=%u",
+                     w_c, w_s);
+            struct wse_pmdconn *pc = tk_open(offer, 15);
+            unsigned eff_c = w_c < 9 ? 9 : w_c;
+            bool expect = eff_c <= w_s;
+            ck_assert_msg(wse_pmdconn_passing(pc) == expect, "W_c %u W_s %u", w_c, w_s);
+            tk_client_open(w_c, w_s);
+            for (int round = 0; round < 2; round++) {
+                for (size_t i = 0; i < countof(sizes); i++) {
+                    unsigned op = i % 2 ? WSE_OP_BINARY : WSE_OP_TEXT;
+                    fill(sizes[i], (unsigned)(i + 3 + round));
+                    ck_assert(tk_echo(pc, op, sizes[i], i == 4 ? 5000 : 0, false, NULL) ==
+                              (expect && !round));
+                }
+                size_t far = ((size_t)1 << w_s) + 100;
+                fill_random(far, w_c * 16 + w_s);
+                ck_assert(tk_echo(pc, WSE_OP_TEXT, far, 0, false, NULL) == (expect && !round));
+                ck_assert(tk_echo(pc, WSE_OP_TEXT, far, 700, false, NULL) == (expect && !round));
+                if (!round) {
+                    /* BFINAL: passed through if passing, then no more. */
+                    fill(3000, 9);
+                    ck_assert(tk_echo(pc, WSE_OP_BINARY, 3000, 0, true, NULL) == expect);
+                    ck_assert(!wse_pmdconn_passing(pc));
+                    fill(3000, 9);      /* the same again: refers across the BFINAL */
+                    ck_assert(!tk_echo(pc, WSE_OP_BINARY, 3000, 0, false, NULL));
+                }
+            }
+            wse_pmdconn_free(pc);
+        }
+    }
+}
+END_TEST
+
+/* Where the answer leaves W_s out, the client takes 15 whatever our own
+ * window; no takeover in either direction never passes through. */
+START_TEST(pass_through_only_where_it_applies)
+{
+    static const struct { const char *offer; unsigned bits; bool passes; } cases[] = {
+        {"permessage-deflate", 15, true},
+        {"permessage-deflate", 10, true},           /* W_s left out: 15 */
+        {"permessage-deflate; client_max_window_bits", 10, true},
+        {"permessage-deflate; server_max_window_bits=10", 15, false},  /* W_c 15 > 10 */
+        {"permessage-deflate; client_max_window_bits=10; server_max_window_bits=10", 15, true},
+        {"permessage-deflate; client_max_window_bits=8; server_max_window_bits=9", 15, true},
+        {"permessage-deflate; server_no_context_takeover", 15, false},
+        {"permessage-deflate; client_no_context_takeover", 15, false},
+    };
+
+    for (size_t i = 0; i < countof(cases); i++) {
+        struct wse_pmdconn *pc = tk_open(cases[i].offer, cases[i].bits);
+        ck_assert_msg(wse_pmdconn_passing(pc) == cases[i].passes, "%s", cases[i].offer);
+        wse_pmdconn_free(pc);
+    }
+}
+END_TEST
+
+/* A prefix (--echo-prefix, or one a reload set) ends pass-through before
+ * the message it changes; later echoes refer to the history before. */
+START_TEST(prefix_leaves_pass_through)
+{
+    struct wse_pmdconn *pc = tk_open("permessage-deflate", 15);
+
+    over_every = 0;
+    tk_client_open(15, 15);
+    fill(4096, 4);
+    ck_assert(tk_echo(pc, WSE_OP_TEXT, 4096, 0, false, NULL));
+    fill(4096, 4);
+    ck_assert(!tk_echo(pc, WSE_OP_TEXT, 4096, 100, false, "p: "));
+    ck_assert(!wse_pmdconn_passing(pc));
+    fill(4096, 4);
+    ck_assert(!tk_echo(pc, WSE_OP_BINARY, 4096, 0, false, NULL));
+    wse_pmdconn_free(pc);
+    deflateEnd(&cdef);
+    inflateEnd(&cinf);
+}
+END_TEST
+
+/* Corrupt data, bad UTF-8 and the inflated limit close as on the other path,
+ * before the bad piece goes back. */
+START_TEST(pass_through_still_checks)
+{
+    struct wse_pmdconn *pc = tk_open("permessage-deflate", 15);
+    struct wse_pmdconn_counts counts;
+
+    over_every = 0;
+    tk_client_open(15, 15);
+    memcpy(msg, "ok \xc3\x28 bad", 10);
+    size_t cn = tk_client_deflate(10, false);
+    struct wse_event ev = { .kind = WSE_EV_DATA, .opcode = WSE_OP_TEXT, .first = true,
+                            .last = true, .compressed = true, .data = comp, .len = cn };
+    wse_batch_reset(&batch);
+    wire_len = 0;
+    ck_assert_uint_eq(wse_pmdconn_data(pc, &batch, &ev, NULL, 0, &io, &counts),
+                      WSE_CLOSE_BAD_DATA);
+    take_batch();
+    ck_assert_uint_eq(wire_len, 0);
+    wse_pmdconn_free(pc);
+
+    tk_max = 100000;            /* a bomb: 1 MiB of zeros, in two pieces */
+    pc = tk_open("permessage-deflate", 15);
+    tk_client_open(15, 15);
+    memset(msg, 0, 1 << 20);
+    cn = tk_client_deflate(1 << 20, false);
+    ck_assert_uint_lt(cn, 2000);
+    ev.opcode = WSE_OP_BINARY;
+    ev.len = cn / 2;
+    ev.last = false;
+    wse_batch_reset(&batch);
+    wire_len = 0;
+    ck_assert_uint_eq(wse_pmdconn_data(pc, &batch, &ev, NULL, 0, &io, &counts),
+                      WSE_CLOSE_TOO_BIG);
+    take_batch();
+    ck_assert_uint_eq(wire_len, 0);
+    ck_assert_uint_le(counts.inflated, 100001);
+    wse_pmdconn_free(pc);
+    tk_max = 1 << 22;
+    ev.last = true;
+    ev.first = true;
+
+    pc = tk_open("permessage-deflate", 15);
+    tk_client_open(15, 15);
+    uint8_t junk[] = {0xff, 0xff, 0xff, 0x00};
+    ev.data = junk;
+    ev.len = sizeof junk;
+    wse_batch_reset(&batch);
+    wire_len = 0;
+    ck_assert_uint_eq(wse_pmdconn_data(pc, &batch, &ev, NULL, 0, &io, &counts),
+                      WSE_CLOSE_BAD_DATA);
+    take_batch();
+    ck_assert_uint_eq(wire_len, 0);
+    wse_pmdconn_free(pc);
+    deflateEnd(&cdef);
+    inflateEnd(&cinf);
+}
+END_TEST
+
 static Suite *pmdconn_suite(void)
 {
     Suite *s = suite_create("pmdconn");
@@ -696,6 +1024,10 @@ static Suite *pmdconn_suite(void)
     tcase_add_test(tc, whole_path_matches_the_stream_path);
     tcase_add_test(tc, whole_path_only_where_it_applies);
     tcase_add_test(tc, whole_echo_compressor_by_case);
+    tcase_add_test(tc, pass_through_every_window_pair);
+    tcase_add_test(tc, pass_through_only_where_it_applies);
+    tcase_add_test(tc, prefix_leaves_pass_through);
+    tcase_add_test(tc, pass_through_still_checks);
     suite_add_tcase(s, tc);
     return s;
 }
