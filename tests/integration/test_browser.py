@@ -111,13 +111,19 @@ async def send_by_ui(page, text, lines, enter=False):
     return st
 
 
+async def watched_page(conn):
+    """A new tab with the CDP domains the tests read events of enabled."""
+    page = await conn.new_page()
+    for domain in ("Network", "Page", "Runtime", "Log"):
+        await page.send(f"{domain}.enable")
+    return page
+
+
 async def drive(srv, browser):
     base = f"http://{wse.HOST}:{srv.port}"
     ws_url = f"ws://{wse.HOST}:{srv.port}/websocket"
     async with cdp.connect(browser.ws_url, timeout=wse.scaled(20)) as conn:
-        page = await conn.new_page()
-        for domain in ("Network", "Page", "Runtime", "Log"):
-            await page.send(f"{domain}.enable")
+        page = await watched_page(conn)
 
         # A browser's GET of the endpoint: the page, which connects there.
         first = await open_page(page, base + "/websocket", ws_url)
@@ -198,9 +204,7 @@ async def drive_allow_listed(srv, browser):
     base = f"http://{wse.HOST}:{srv.port}"
     ws_url = f"ws://{wse.HOST}:{srv.port}/websocket"
     async with cdp.connect(browser.ws_url, timeout=wse.scaled(20)) as conn:
-        page = await conn.new_page()
-        for domain in ("Network", "Page", "Runtime", "Log"):
-            await page.send(f"{domain}.enable")
+        page = await watched_page(conn)
         await open_page(page, base + "/", ws_url)
         await send_by_ui(page, TEXT, [])
         srv.wait_for_line(r"\d+\.\d+\.\d+\.\d+:\d+ open /websocket\b", 10)
@@ -223,9 +227,7 @@ async def drive_deflate(srv, browser):
     base = f"http://{wse.HOST}:{srv.port}"
     ws_url = f"ws://{wse.HOST}:{srv.port}/websocket"
     async with cdp.connect(browser.ws_url, timeout=wse.scaled(20)) as conn:
-        page = await conn.new_page()
-        for domain in ("Network", "Page", "Runtime", "Log"):
-            await page.send(f"{domain}.enable")
+        page = await watched_page(conn)
         await open_page(page, base + "/", ws_url)
         hs = await page.wait_event("Network.webSocketHandshakeResponseReceived",
                                    lambda p: True, wse.scaled(10), "the WebSocket's 101")

@@ -646,9 +646,7 @@ def test_chromium_opens_the_page_over_https_and_echoes_through_wss():
             base = f"https://{wse.HOST}:{srv.tls_port}"
             ws_url = f"wss://{wse.HOST}:{srv.tls_port}/websocket"
             async with cdp.connect(browser.ws_url, timeout=wse.scaled(20)) as conn:
-                page = await conn.new_page()
-                for domain in ("Network", "Page", "Runtime", "Log"):
-                    await page.send(f"{domain}.enable")
+                page = await tb.watched_page(conn)
                 await tb.open_page(page, base + "/", ws_url)
                 lines = []
                 await tb.send_by_ui(page, tb.TEXT, lines)

@@ -82,15 +82,16 @@ static void client_reset(bool takeover)
     client_takeover = takeover;
 }
 
-/* Parses the server frames in wire[], inflates the message; its length. */
-static size_t client_receive(uint8_t *out, size_t cap, unsigned opcode, bool *compressed)
+/* The frames of the one message in wire[] (nothing after it), their
+ * payloads joined in payload (4 bytes of room left for the tail); whether
+ * its first frame had RSV1.  Its length. */
+static size_t wire_message(unsigned opcode, uint8_t *payload, bool *compressed)
 {
-    static uint8_t payload[1 << 22];
     size_t pos = 0, plen = 0;
     bool first = true, fin = false;
 
     while (!fin) {
-        ck_assert_uint_lt(pos + 2, wire_len + 1);
+        ck_assert_uint_le(pos + 2, wire_len);
         uint8_t b0 = wire[pos], b1 = wire[pos + 1];
         uint64_t n = b1 & 0x7F;
         size_t h = 2;
@@ -116,6 +117,15 @@ static size_t client_receive(uint8_t *out, size_t cap, unsigned opcode, bool *co
         first = false;
     }
     ck_assert_uint_eq(pos, wire_len);       /* nothing after the message */
+    return plen;
+}
+
+/* Parses the server frames in wire[], inflates the message; its length. */
+static size_t client_receive(uint8_t *out, size_t cap, unsigned opcode, bool *compressed)
+{
+    static uint8_t payload[(1 << 22) + 4];
+    size_t plen = wire_message(opcode, payload, compressed);
+
     if (!*compressed) {
         memcpy(out, payload, plen);
         return plen;
@@ -733,36 +743,10 @@ static size_t tk_client_deflate(size_t n, bool bfinal)
 /* Inflates the echo in wire[] with the client's decompressor; its length. */
 static size_t tk_client_receive(unsigned opcode)
 {
-    static uint8_t payload[1 << 22];
-    size_t pos = 0, plen = 0;
-    bool fin = false, first = true, compressed = false;
+    static uint8_t payload[(1 << 22) + 4];
+    bool compressed = false;
+    size_t plen = wire_message(opcode, payload, &compressed);
 
-    while (!fin) {
-        ck_assert_uint_le(pos + 2, wire_len);
-        uint8_t b0 = wire[pos], b1 = wire[pos + 1];
-        uint64_t n = b1 & 0x7F;
-        size_t h = 2;
-        if (n == 126) {
-            n = (uint64_t)wire[pos + 2] << 8 | wire[pos + 3];
-            h = 4;
-        } else if (n == 127) {
-            n = 0;
-            for (int i = 0; i < 8; i++)
-                n = n << 8 | wire[pos + 2 + i];
-            h = 10;
-        }
-        ck_assert_uint_eq(b0 & 0x0F, first ? opcode : WSE_OP_CONT);
-        if (first)
-            compressed = (b0 & WSE_RSV1) != 0;
-        else
-            ck_assert_uint_eq(b0 & 0x70, 0);
-        memcpy(payload + plen, wire + pos + h, n);
-        plen += n;
-        pos += h + n;
-        fin = b0 & 0x80;
-        first = false;
-    }
-    ck_assert_uint_eq(pos, wire_len);
     if (!compressed) {          /* below --deflate-min-size, recompressing */
         memcpy(back, payload, plen);
         return plen;
